@@ -1,0 +1,402 @@
+"""Articles in, task examples out: validation, cleaning, de-duplication, the stratified split and the chats."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from prunetune.config import PrunetuneError, require, require_fraction, require_int
+
+TASKS = ("summarization", "title_generation", "tag_extraction", "type_classification")
+ARTICLE_FIELDS: dict[str, type] = {
+    "title": str,
+    "date": str,
+    "type": str,
+    "summary": str,
+    "tags": list,
+    "url": str,
+    "content": str,
+}
+TAG_SEPARATOR = " | "  # "|" may not occur inside a tag (checked on load), so tags parse back whole
+SYSTEM_PROMPT = "You are an assistant for BMW Group press articles. Answer with the requested text only."
+TASK_INSTRUCTIONS = {
+    "summarization": "Summarize the following press article in one to three sentences.",
+    "title_generation": "Write a headline for the following press article.",
+    "tag_extraction": "List the topic tags of the following press article, separated by ' | '.",
+    "type_classification": "Classify the type of the following press article. Answer with one of: {types}.",
+}
+
+
+# ---------------------------------------------------------------- tags
+
+
+def render_tags(tags: list[str]) -> str:
+    return TAG_SEPARATOR.join(tags)
+
+
+def parse_tags(text: str) -> list[str]:
+    """Inverse of render_tags; tolerant of spacing around the separator, drops empty pieces."""
+    return [tag.strip() for tag in text.split("|") if tag.strip()]
+
+
+# ---------------------------------------------------------------- loading and validation
+
+
+@dataclass
+class LoadResult:
+    articles: list[dict[str, Any]]
+    lines: int = 0
+    blank_lines: int = 0
+    invalid: list[dict[str, Any]] = field(default_factory=list)  # {"line", "problem"}, on_error=skip
+
+
+def validate_article(record: Any, known_types: list[str]) -> str | None:
+    """The first problem with one parsed line, or None when it satisfies the data contract."""
+    if not isinstance(record, dict):
+        return f"expected a JSON object, got {type(record).__name__}"
+    for name, kind in ARTICLE_FIELDS.items():
+        if name not in record:
+            return f"missing field '{name}'"
+        if not isinstance(record[name], kind):
+            return f"field '{name}' must be a {kind.__name__}, got {type(record[name]).__name__}"
+    for name in ("title", "content", "type"):
+        if not record[name].strip():
+            return f"field '{name}' is empty"
+    try:
+        datetime.strptime(record["date"], "%d.%m.%Y")
+    except ValueError:
+        return f"field 'date' must be DD.MM.YYYY, got {record['date']!r}"
+    if record["type"] not in known_types:
+        return f"unknown type {record['type']!r} (known: {', '.join(known_types)}; add it to data.types)"
+    for tag in record["tags"]:
+        if not isinstance(tag, str) or not tag.strip():
+            return f"field 'tags' must hold non-empty strings, got {tag!r}"
+        if "|" in tag:
+            return f"tag {tag!r} contains '|', the tag separator"
+    return None
+
+
+def read_articles(path: str | Path, known_types: list[str], on_error: str = "fail") -> LoadResult:
+    """Read a JSONL corpus; on_error='fail' stops at the first bad line, 'skip' drops and records it."""
+    if on_error not in ("fail", "skip"):
+        raise PrunetuneError(f"params.yaml: data.on_error must be 'fail' or 'skip', got {on_error!r}")
+    path = Path(path)
+    if not path.is_file():
+        raise PrunetuneError(f"{path}: corpus file not found (data.source)")
+    raw_lines = path.read_bytes().split(b"\n")
+    if raw_lines and not raw_lines[-1]:
+        raw_lines.pop()  # the newline that ends the file
+    result = LoadResult(articles=[], lines=len(raw_lines))
+    for number, raw in enumerate(raw_lines, start=1):
+        if not raw.strip():
+            result.blank_lines += 1
+            continue
+        problem = None
+        try:
+            record = json.loads(raw.decode("utf-8"))
+            problem = validate_article(record, known_types)
+        except UnicodeDecodeError as err:
+            problem = f"not valid UTF-8 (byte 0x{raw[err.start]:02x} at position {err.start})"
+        except json.JSONDecodeError as err:
+            problem = f"malformed JSON ({err.msg} at column {err.colno})"
+        if problem is None:
+            result.articles.append({**record, "line": number})
+        elif on_error == "fail":
+            raise PrunetuneError(f"{path}:{number}: {problem} (fix the line, or set data.on_error: skip)")
+        else:
+            result.invalid.append({"line": number, "problem": problem})
+    return result
+
+
+# ---------------------------------------------------------------- cleaning
+
+CONTACT_HEADER = re.compile(
+    r"^\s*(for further (questions|information),? please contact|please contact|press contacts?|media contacts?|"
+    r"contacts?)\s*:?\s*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+BOILERPLATE = re.compile(r"(^|\n\n)The BMW Group\s*\nWith its four brands[^\n]*(\n[^\n]+)*", re.IGNORECASE)
+MEDIA_WEBSITE = re.compile(r"^\s*media website:.*$", re.IGNORECASE | re.MULTILINE)
+EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
+URL = re.compile(r"(https?://|www\.)[^\s<>\"]+?(?=[.,;:!?)\]]*(\s|$))", re.IGNORECASE)
+PHONE = re.compile(
+    r"(\b(tel(ephone)?|phone|fax|mobile)\b\.?:?\s*)?\+\d{1,3}[\s\-/]?(\(0\)\s?)?\d[\d\s\-/]{5,}\d"
+    r"|\b(tel(ephone)?|phone|fax|mobile)\b\.?:?\s*\(?0\d[\d\s\-/()]{5,}\d",
+    re.IGNORECASE,
+)
+
+
+def clean_content(text: str) -> tuple[str, Counter]:
+    """Strip contact blocks, boilerplate, e-mail addresses, URLs and phone numbers; count each removal."""
+    removed: Counter = Counter()
+    header = CONTACT_HEADER.search(text)
+    if header:  # a PressClub contact block runs to the end of the article
+        text = text[: header.start()]
+        removed["contact_blocks"] += 1
+    text, n = BOILERPLATE.subn("", text)
+    removed["boilerplate"] += n
+    text, n = MEDIA_WEBSITE.subn("", text)
+    removed["boilerplate"] += n
+    for name, pattern in (("emails", EMAIL), ("urls", URL), ("phones", PHONE)):
+        text, n = pattern.subn("", text)
+        removed[name] += n
+    text = re.sub(r"[ \t]+", " ", text)
+    text = re.sub(r" +([.,;:!?])", r"\1", text)
+    text = "\n".join(line.strip() for line in text.split("\n"))
+    text = re.sub(r"\n{3,}", "\n\n", text).strip()
+    return text, removed
+
+
+# ---------------------------------------------------------------- duplicates
+
+
+def _normalized_words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+def shingles(text: str, size: int = 5) -> set[tuple[str, ...]]:
+    words = _normalized_words(text)
+    if len(words) < size:
+        return {tuple(words)}
+    return {tuple(words[i : i + size]) for i in range(len(words) - size + 1)}
+
+
+def jaccard(a: set, b: set) -> float:
+    return len(a & b) / len(a | b) if a or b else 1.0
+
+
+def deduplicate(articles: list[dict[str, Any]], near_threshold: float) -> tuple[list[dict], list[dict]]:
+    """Keep the first of each group of exact (same URL or same words) or near duplicates (5-gram Jaccard)."""
+    kept: list[dict] = []
+    kept_shingles: list[set] = []
+    seen_exact: dict[str, dict] = {}
+    dropped: list[dict] = []
+    for article in articles:
+        words_key = hashlib.sha1(" ".join(_normalized_words(article["content"])).encode()).hexdigest()
+        twin = seen_exact.get(words_key) or seen_exact.get("url:" + article["url"])
+        if twin is not None:
+            dropped.append({"line": article["line"], "reason": "exact_duplicate", "of_line": twin["line"]})
+            continue
+        article_shingles = shingles(article["content"])
+        best, best_score = None, 0.0
+        for other, other_shingles in zip(kept, kept_shingles, strict=True):
+            score = jaccard(article_shingles, other_shingles)
+            if score > best_score:
+                best, best_score = other, score
+        if best is not None and best_score >= near_threshold:
+            dropped.append(
+                {
+                    "line": article["line"],
+                    "reason": "near_duplicate",
+                    "of_line": best["line"],
+                    "jaccard": best_score,
+                }
+            )
+            continue
+        kept.append(article)
+        kept_shingles.append(article_shingles)
+        seen_exact[words_key] = article
+        if article["url"]:
+            seen_exact["url:" + article["url"]] = article
+    return kept, dropped
+
+
+# ---------------------------------------------------------------- split
+
+
+def article_id(article: dict[str, Any]) -> str:
+    """Stable id from the URL (or title and date when there is none), so reruns and re-scrapes agree."""
+    key = article["url"] or f"{article['title']}|{article['date']}"
+    return hashlib.sha1(key.encode("utf-8")).hexdigest()[:12]
+
+
+def _allocate(group_sizes: dict[str, int], target: int) -> dict[str, int]:
+    """Split `target` over groups in proportion to their sizes (largest remainder, ties by name)."""
+    total = sum(group_sizes.values())
+    if total == 0:
+        return {group: 0 for group in group_sizes}
+    exact = {group: size * target / total for group, size in group_sizes.items()}
+    quota = {group: int(value) for group, value in exact.items()}
+    by_remainder = sorted(group_sizes, key=lambda group: (-(exact[group] - quota[group]), group))
+    for group in by_remainder[: target - sum(quota.values())]:
+        quota[group] += 1
+    return quota
+
+
+def split_articles(
+    articles: list[dict[str, Any]], val_fraction: float, test_fraction: float, seed: int
+) -> dict[str, list[dict[str, Any]]]:
+    """Split by article, stratified by type: each split holds the types in the corpus's proportions."""
+    groups: dict[str, list[dict]] = {}
+    for article in sorted(articles, key=article_id):
+        groups.setdefault(article["type"], []).append(article)
+    rng = random.Random(seed)
+    for group in sorted(groups):
+        rng.shuffle(groups[group])
+    sizes = {group: len(members) for group, members in groups.items()}
+    n_test = round(len(articles) * test_fraction)
+    n_val = round(len(articles) * val_fraction)
+    test_quota = _allocate(sizes, n_test)
+    val_quota = _allocate({g: sizes[g] - test_quota[g] for g in sizes}, n_val)
+    splits: dict[str, list[dict]] = {"train": [], "val": [], "test": []}
+    for group in sorted(groups):
+        members = groups[group]
+        n_t, n_v = test_quota[group], val_quota[group]
+        splits["test"] += members[:n_t]
+        splits["val"] += members[n_t : n_t + n_v]
+        splits["train"] += members[n_t + n_v :]
+    order = {id(article): index for index, article in enumerate(articles)}
+    return {name: sorted(members, key=lambda a: order[id(a)]) for name, members in splits.items()}
+
+
+# ---------------------------------------------------------------- task examples
+
+
+def build_examples(article: dict[str, Any], types: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The article's task chats (with the stored task and article id) and the tasks it could not yield."""
+    answers = {
+        "summarization": article["summary"].strip(),
+        "title_generation": article["title"].strip(),
+        "tag_extraction": render_tags([tag.strip() for tag in article["tags"]]),
+        "type_classification": article["type"],
+    }
+    examples, skipped = [], []
+    for task in TASKS:
+        if not answers[task]:
+            skipped.append(task)
+            continue
+        instruction = TASK_INSTRUCTIONS[task].format(types=", ".join(types))
+        examples.append(
+            {
+                "article_id": article_id(article),
+                "task": task,
+                "messages": [
+                    {"role": "system", "content": SYSTEM_PROMPT},
+                    {"role": "user", "content": f"{instruction}\n\n{article['content']}"},
+                    {"role": "assistant", "content": answers[task]},
+                ],
+            }
+        )
+    return examples, skipped
+
+
+def article_content(example: dict[str, Any]) -> str:
+    """The article text of a task example (the user message after its one-paragraph instruction)."""
+    return example["messages"][1]["content"].split("\n\n", 1)[1]
+
+
+def article_texts(examples: list[dict[str, Any]]) -> list[str]:
+    """One plain document per article (title, summary, content), in order of first appearance."""
+    parts: dict[str, dict[str, str]] = {}
+    for example in examples:
+        article = parts.setdefault(example["article_id"], {"content": article_content(example)})
+        article[example["task"]] = example["messages"][2]["content"]
+    return [
+        "\n\n".join(p for p in (a.get("title_generation"), a.get("summarization"), a["content"]) if p)
+        for a in parts.values()
+    ]
+
+
+def write_jsonl(path: str | Path, records: list[dict[str, Any]]) -> None:
+    """Byte-stable JSONL: the same records always give the same file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="\n") as out:
+        for record in records:
+            out.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    path = Path(path)
+    if not path.is_file():
+        raise PrunetuneError(f"{path}: not found; run the stage that writes it first (dvc repro)")
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+# ---------------------------------------------------------------- the whole split stage
+
+
+def check_data_params(cfg: dict[str, Any]) -> None:
+    require(isinstance(cfg.get("source"), str) and cfg["source"], "data.source", "must be a path to a JSONL file")
+    require(
+        isinstance(cfg.get("types"), list) and all(isinstance(t, str) for t in cfg["types"]) and cfg["types"],
+        "data.types",
+        "must be a non-empty list of article types",
+    )
+    excluded = cfg.get("exclude_types") or []
+    require(isinstance(excluded, list), "data.exclude_types", "must be a list of types")
+    unknown = [t for t in excluded if t not in cfg["types"]]
+    require(not unknown, "data.exclude_types", f"names types not in data.types: {unknown}")
+    val, test = require_fraction(cfg, "val_fraction", "data"), require_fraction(cfg, "test_fraction", "data")
+    require(val + test < 1, "data.val_fraction + data.test_fraction", "must leave articles for training")
+    threshold = cfg.get("near_duplicate_jaccard")
+    require(
+        isinstance(threshold, int | float) and 0 < threshold <= 1,
+        "data.near_duplicate_jaccard",
+        f"must be in (0, 1], got {threshold!r}",
+    )
+    require_int(cfg, "seed", "data")
+
+
+def prepare_corpus(cfg: dict[str, Any]) -> tuple[dict[str, list[dict]], dict[str, Any]]:
+    """Run the split stage's logic: the examples of each split and a report that counts every drop."""
+    check_data_params(cfg)
+    loaded = read_articles(cfg["source"], cfg["types"], cfg.get("on_error", "fail"))
+    excluded_types = set(cfg.get("exclude_types") or [])
+    dropped: Counter = Counter({"invalid": len(loaded.invalid)})
+    cleaning: Counter = Counter()
+    candidates = []
+    for article in loaded.articles:
+        if article["type"] in excluded_types:
+            dropped["excluded_type"] += 1
+            continue
+        content, removed = clean_content(article["content"])
+        cleaning.update(removed)
+        if not content:
+            dropped["empty_after_cleaning"] += 1
+            continue
+        candidates.append({**article, "content": content})
+    kept, duplicates = deduplicate(candidates, cfg["near_duplicate_jaccard"])
+    dropped.update(d["reason"] for d in duplicates)
+    if not kept:
+        raise PrunetuneError(f"{cfg['source']}: no article left after validation, cleaning and de-duplication")
+
+    splits = split_articles(kept, cfg["val_fraction"], cfg["test_fraction"], cfg["seed"])
+    types = [t for t in cfg["types"] if t not in excluded_types]
+    examples: dict[str, list[dict]] = {}
+    skipped: dict[str, Counter] = {}
+    for name, members in splits.items():
+        examples[name], skipped[name] = [], Counter()
+        for article in members:
+            built, missing = build_examples(article, types)
+            examples[name] += built
+            skipped[name].update(missing)
+
+    report = {
+        "source": str(cfg["source"]),
+        "lines": loaded.lines,
+        "blank_lines": loaded.blank_lines,
+        "articles_valid": len(loaded.articles),
+        "articles_kept": len(kept),
+        "dropped": {reason: dropped[reason] for reason in sorted(dropped)},
+        "invalid": loaded.invalid,
+        "duplicates": duplicates,
+        "cleaning_removed": {name: cleaning[name] for name in sorted(cleaning)},
+        "articles_per_split": {
+            name: {"total": len(members), **dict(sorted(Counter(a["type"] for a in members).items()))}
+            for name, members in splits.items()
+        },
+        "examples_per_split": {
+            name: {"total": len(rows), **{task: sum(r["task"] == task for r in rows) for task in TASKS}}
+            for name, rows in examples.items()
+        },
+        "examples_skipped_empty_answer": {name: dict(sorted(c.items())) for name, c in skipped.items()},
+    }
+    return examples, report

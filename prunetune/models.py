@@ -1,0 +1,111 @@
+"""Loading and saving causal LMs: the device, hub pinning, and clear errors for what is not a causal LM."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+from prunetune.config import PrunetuneError
+
+META_FILE = "prunetune.json"  # our record beside each model dir: where it came from, what was done to it
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def pick_dtype(device: torch.device) -> torch.dtype:
+    """bf16 on a GPU that has it, float32 on the CPU (CPU bf16 matmuls are slow and inexact)."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def is_hub_id(name: str) -> bool:
+    return not Path(name).exists() and name.count("/") == 1 and not name.startswith((".", "/"))
+
+
+def check_causal_lm_dir(path: str | Path, param: str = "model") -> None:
+    """Fail fast, naming the param, when a directory holds no Hugging Face causal LM."""
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise PrunetuneError(f"{param}: {path} is not a Hugging Face model directory (no config.json)")
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+    except (ValueError, OSError, KeyError) as err:
+        raise PrunetuneError(f"{param}: {path}/config.json cannot be read ({err})") from None
+    if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        raise PrunetuneError(
+            f"{param}: {path} holds a '{config.model_type}' model, which is not a causal LM "
+            "(AutoModelForCausalLM cannot load it)"
+        )
+
+
+def resolve_hub_snapshot(name: str, revision: str | None) -> tuple[Path, str]:
+    """Download (or find in the local HF cache) a hub model; return its directory and the commit it resolved to."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    patterns = ["*.json", "*.safetensors", "tokenizer*", "*.jinja"]
+    try:
+        path = Path(snapshot_download(name, revision=revision, allow_patterns=patterns))
+    except LocalEntryNotFoundError:
+        raise PrunetuneError(
+            f"model.name: '{name}' is not in the local Hugging Face cache and the hub cannot be reached; "
+            f"run `hf download {name}` where there is a network (or set HF_HOME to a cache that has it), "
+            "or set model.name to a local model directory"
+        ) from None
+    except (HfHubHTTPError, OSError, ValueError) as err:
+        raise PrunetuneError(
+            f"model.name: cannot fetch '{name}' from the hub ({err.__class__.__name__}: {err})"
+        ) from None
+    return path, path.name  # snapshot directories are named by commit hash
+
+
+def load_model(
+    path: str | Path,
+    device: torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    param: str = "model",
+) -> tuple[PreTrainedModel, Any]:
+    """A causal LM and its tokenizer from a local directory, safetensors only, no remote code."""
+    check_causal_lm_dir(path, param)
+    device = device or pick_device()
+    model = AutoModelForCausalLM.from_pretrained(
+        path, dtype=dtype or pick_dtype(device), trust_remote_code=False, use_safetensors=True
+    )
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model.to(device).eval(), tokenizer
+
+
+def save_model(model: PreTrainedModel, tokenizer: Any, out_dir: str | Path, meta: dict[str, Any]) -> None:
+    """Write a fresh model dir: a temporary sibling first, renamed into place, never written into in place."""
+    out_dir = Path(out_dir)
+    tmp_dir = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    model.save_pretrained(tmp_dir, safe_serialization=True)
+    tokenizer.save_pretrained(tmp_dir)
+    (tmp_dir / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    if out_dir.is_symlink() or out_dir.is_file():
+        out_dir.unlink()
+    elif out_dir.exists():
+        shutil.rmtree(out_dir)
+    tmp_dir.rename(out_dir)
+
+
+def read_meta(model_dir: str | Path) -> dict[str, Any]:
+    path = Path(model_dir) / META_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Unique parameters (tied embedding and head counted once)."""
+    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())

@@ -1,0 +1,175 @@
+"""The embedded default model: Llama architecture and chat format at toy width, trained here in seconds.
+
+It has Llama-3.2-1B's depth (16 decoder layers), grouped-query attention, tied embeddings and Llama 3's
+special tokens and chat template, so every stage exercises the code paths a real Llama takes.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from tqdm.auto import tqdm
+from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from prunetune.config import require, require_int
+from prunetune.data import article_texts
+
+BOS, EOT, EOS, PAD = "<|begin_of_text|>", "<|eot_id|>", "<|end_of_text|>", "<|finetune_right_pad_id|>"
+SPECIAL_TOKENS = [BOS, EOS, "<|start_header_id|>", "<|end_header_id|>", EOT, PAD]
+CHAT_TEMPLATE = (
+    "{{- bos_token }}"
+    "{%- for message in messages %}"
+    "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + message['content'] | trim"
+    " + '<|eot_id|>' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}"
+)
+
+
+def check_tiny_params(cfg: dict[str, Any]) -> None:
+    for key in ("layers", "hidden_size", "intermediate_size", "heads", "kv_heads", "vocab_size"):
+        require_int(cfg, key, "model.tiny", minimum=1)
+    for key in ("pretrain_steps", "batch_size", "seq_len", "seed"):
+        require_int(cfg, key, "model.tiny", minimum=0 if key in ("pretrain_steps", "seed") else 1)
+    require(
+        cfg["hidden_size"] % cfg["heads"] == 0,
+        "model.tiny.hidden_size",
+        "must be divisible by model.tiny.heads",
+    )
+    require(cfg["heads"] % cfg["kv_heads"] == 0, "model.tiny.heads", "must be divisible by model.tiny.kv_heads")
+    require(cfg["vocab_size"] > 300, "model.tiny.vocab_size", "must exceed 300 (256 bytes + special tokens)")
+    lr = cfg.get("learning_rate")
+    require(isinstance(lr, int | float) and lr > 0, "model.tiny.learning_rate", f"must be > 0, got {lr!r}")
+
+
+def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """Byte-level BPE (as Llama 3) with Llama 3's special tokens; the BOS is added as Llama 3 adds it."""
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        min_frequency=2,
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer)
+    bos_id = tokenizer.token_to_id(BOS)
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, bos_id)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token=BOS,
+        eos_token=EOT,
+        pad_token=PAD,
+        chat_template=CHAT_TEMPLATE,
+        model_max_length=2048,
+    )
+
+
+def build_model(tokenizer: PreTrainedTokenizerFast, cfg: dict[str, Any]) -> LlamaForCausalLM:
+    torch.manual_seed(cfg["seed"])
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=cfg["hidden_size"],
+        intermediate_size=cfg["intermediate_size"],
+        num_hidden_layers=cfg["layers"],
+        num_attention_heads=cfg["heads"],
+        num_key_value_heads=cfg["kv_heads"],
+        max_position_embeddings=2048,
+        rope_theta=500000.0,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=[tokenizer.convert_tokens_to_ids(EOT), tokenizer.convert_tokens_to_ids(EOS)],
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = LlamaForCausalLM(config)
+    model.generation_config = GenerationConfig(
+        bos_token_id=config.bos_token_id,
+        eos_token_id=config.eos_token_id,
+        pad_token_id=config.pad_token_id,
+        do_sample=False,
+    )
+    return model
+
+
+def token_stream(tokenizer: PreTrainedTokenizerFast, texts: list[str]) -> torch.Tensor:
+    """All texts as one token sequence, each document opened by BOS and closed by end-of-text."""
+    eos_id = tokenizer.convert_tokens_to_ids(EOS)
+    ids: list[int] = []
+    for text in texts:
+        ids += tokenizer(text)["input_ids"] + [eos_id]
+    return torch.tensor(ids, dtype=torch.long)
+
+
+def random_windows(stream: torch.Tensor, batch_size: int, seq_len: int, generator: torch.Generator) -> torch.Tensor:
+    seq_len = min(seq_len, len(stream) - 1)
+    starts = torch.randint(0, len(stream) - seq_len, (batch_size,), generator=generator)
+    return torch.stack([stream[s : s + seq_len] for s in starts.tolist()])
+
+
+@torch.no_grad()
+def stream_perplexity(model: LlamaForCausalLM, stream: torch.Tensor, seq_len: int) -> float:
+    """Token-weighted perplexity over consecutive windows of the stream."""
+    model.eval()
+    total_loss, total_tokens = 0.0, 0
+    for start in range(0, len(stream) - 1, seq_len):
+        window = stream[start : start + seq_len + 1].unsqueeze(0)
+        if window.shape[1] < 2:
+            break
+        loss = model(input_ids=window, labels=window).loss
+        total_loss += loss.item() * (window.shape[1] - 1)
+        total_tokens += window.shape[1] - 1
+    return math.exp(total_loss / total_tokens)
+
+
+def pretrain(
+    model: LlamaForCausalLM, stream: torch.Tensor, cfg: dict[str, Any], show_progress: bool = True
+) -> list[float]:
+    """nanoGPT-style next-token training on random windows; returns the loss of every step."""
+    generator = torch.Generator().manual_seed(cfg["seed"])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg["learning_rate"], weight_decay=0.1, betas=(0.9, 0.95))
+    steps = cfg["pretrain_steps"]
+    warmup = max(1, steps // 20)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step, steps) / max(steps, 1))),
+    )
+    model.train()
+    losses = []
+    for _ in tqdm(range(steps), desc="pre-training tiny model", disable=not show_progress):
+        batch = random_windows(stream, cfg["batch_size"], cfg["seq_len"], generator)
+        loss = model(input_ids=batch, labels=batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+    model.eval()
+    return losses
+
+
+def build_tiny_base(train_examples: list[dict[str, Any]], cfg: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
+    """Tokenizer trained on the train split's chats, model pre-trained on its articles; plus a report."""
+    check_tiny_params(cfg)
+    chat_texts = [message["content"] for example in train_examples for message in example["messages"]]
+    tokenizer = train_tokenizer(chat_texts, cfg["vocab_size"])
+    model = build_model(tokenizer, cfg)
+    stream = token_stream(tokenizer, article_texts(train_examples))
+    perplexity_before = stream_perplexity(model, stream, cfg["seq_len"])
+    losses = pretrain(model, stream, cfg)
+    report = {
+        "train_tokens": len(stream),
+        "pretrain_steps": len(losses),
+        "pretrain_loss_first": losses[0] if losses else None,
+        "pretrain_loss_last": losses[-1] if losses else None,
+        "train_perplexity_before": perplexity_before,
+        "train_perplexity_after": stream_perplexity(model, stream, cfg["seq_len"]),
+    }
+    return model, tokenizer, report

@@ -1,0 +1,38 @@
+"""base stage: build the embedded tiny model, or pin a hub / local model, into models/base/."""
+
+import json
+from pathlib import Path
+
+from prunetune.config import load_params, require, run_stage, section
+from prunetune.data import read_jsonl
+from prunetune.models import is_hub_id, load_model, resolve_hub_snapshot, save_model
+from prunetune.tiny import build_tiny_base
+
+OUT_DIR = Path("models/base")
+METRICS = Path("metrics/base.json")
+
+
+def main() -> None:
+    cfg = section(load_params(), "model")
+    name = cfg.get("name")
+    if name == "tiny":
+        model, tokenizer, report = build_tiny_base(read_jsonl("data/processed/train.jsonl"), cfg["tiny"])
+        meta = {"source": "tiny", "tiny": cfg["tiny"]}
+    else:
+        require(
+            isinstance(name, str) and bool(name),
+            "model.name",
+            "must be 'tiny', a hub id or a local directory",
+        )
+        path, revision = resolve_hub_snapshot(name, cfg.get("revision")) if is_hub_id(name) else (Path(name), None)
+        model, tokenizer = load_model(path, param="model.name")
+        meta = {"source": name, "revision": revision}
+        report = {"source": name, "revision": revision}
+    save_model(model, tokenizer, OUT_DIR, meta)
+    METRICS.parent.mkdir(parents=True, exist_ok=True)
+    METRICS.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(f"base: {name} -> {OUT_DIR} ({model.config.num_hidden_layers} layers)")
+
+
+if __name__ == "__main__":
+    run_stage(main)

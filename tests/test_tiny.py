@@ -1,0 +1,59 @@
+from conftest import TINY_TEST_CFG, make_article
+
+from prunetune.tiny import (
+    CHAT_TEMPLATE,
+    build_model,
+    pretrain,
+    stream_perplexity,
+    token_stream,
+    train_tokenizer,
+)
+
+MESSAGES = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": "Tags?"},
+    {"role": "assistant", "content": "Finance, Facts, Figures | BMW M"},
+]
+
+
+def test_chat_template_renders_llama3_format(tiny_model):
+    _, tokenizer = tiny_model
+    rendered = tokenizer.apply_chat_template(MESSAGES, tokenize=False)
+    assert rendered == (
+        "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>"
+        "<|start_header_id|>user<|end_header_id|>\n\nTags?<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\nFinance, Facts, Figures | BMW M<|eot_id|>"
+    )
+    prompt = tokenizer.apply_chat_template(MESSAGES[:2], tokenize=False, add_generation_prompt=True)
+    assert rendered.startswith(prompt) and prompt.endswith("<|start_header_id|>assistant<|end_header_id|>\n\n")
+    assert tokenizer.chat_template == CHAT_TEMPLATE
+
+
+def test_special_tokens_are_single_tokens_and_text_round_trips(tiny_model):
+    _, tokenizer = tiny_model
+    ids = tokenizer.apply_chat_template(MESSAGES, tokenize=True)["input_ids"]
+    assert ids[0] == tokenizer.bos_token_id
+    assert ids[-1] == tokenizer.convert_tokens_to_ids("<|eot_id|>") == tokenizer.eos_token_id
+    assert tokenizer.decode(ids) == tokenizer.apply_chat_template(MESSAGES, tokenize=False)
+    text = "Überführung: 250 kW, Gen6 eDrive"
+    assert tokenizer.decode(tokenizer(text)["input_ids"], skip_special_tokens=True) == text
+
+
+def test_tokenizer_training_is_deterministic():
+    texts = [make_article(i)["content"] for i in range(10)]
+    a, b = train_tokenizer(texts, 400), train_tokenizer(texts, 400)
+    assert a.get_vocab() == b.get_vocab()
+
+
+def test_pretraining_lowers_held_out_perplexity_far_below_random():
+    texts = [make_article(i)["content"] for i in range(40)]
+    tokenizer = train_tokenizer(texts[:30], 512)
+    cfg = {**TINY_TEST_CFG, "pretrain_steps": 60}
+    model = build_model(tokenizer, cfg)
+    train, held_out = token_stream(tokenizer, texts[:30]), token_stream(tokenizer, texts[30:])
+    before = stream_perplexity(model, held_out, 64)
+    losses = pretrain(model, train, cfg, show_progress=False)
+    after = stream_perplexity(model, held_out, 64)
+    assert before > 200  # a random model is near-uniform over ~500 tokens
+    assert after < before / 4
+    assert losses[-1] < losses[0]
