@@ -259,8 +259,19 @@ def split_articles(
 # ---------------------------------------------------------------- task examples
 
 
-def build_examples(article: dict[str, Any], types: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
+def truncate_words(text: str, max_words: int | None) -> str:
+    """The text up to its max_words-th word (layout kept); None keeps it whole."""
+    if max_words is None:
+        return text
+    words = list(re.finditer(r"\S+", text))
+    return text if len(words) <= max_words else text[: words[max_words - 1].end()]
+
+
+def build_examples(
+    article: dict[str, Any], types: list[str], max_content_words: int | None = None
+) -> tuple[list[dict[str, Any]], list[str]]:
     """The article's task chats (with the stored task and article id) and the tasks it could not yield."""
+    content = truncate_words(article["content"], max_content_words)
     answers = {
         "summarization": article["summary"].strip(),
         "title_generation": article["title"].strip(),
@@ -279,7 +290,7 @@ def build_examples(article: dict[str, Any], types: list[str]) -> tuple[list[dict
                 "task": task,
                 "messages": [
                     {"role": "system", "content": SYSTEM_PROMPT},
-                    {"role": "user", "content": f"{instruction}\n\n{article['content']}"},
+                    {"role": "user", "content": f"{instruction}\n\n{content}"},
                     {"role": "assistant", "content": answers[task]},
                 ],
             }
@@ -343,6 +354,8 @@ def check_data_params(cfg: dict[str, Any]) -> None:
         f"must be in (0, 1], got {threshold!r}",
     )
     require_int(cfg, "seed", "data")
+    if cfg.get("max_content_words") is not None:
+        require_int(cfg, "max_content_words", "data", minimum=1)
 
 
 def prepare_corpus(cfg: dict[str, Any]) -> tuple[dict[str, list[dict]], dict[str, Any]]:
@@ -375,7 +388,7 @@ def prepare_corpus(cfg: dict[str, Any]) -> tuple[dict[str, list[dict]], dict[str
     for name, members in splits.items():
         examples[name], skipped[name] = [], Counter()
         for article in members:
-            built, missing = build_examples(article, types)
+            built, missing = build_examples(article, types, cfg.get("max_content_words"))
             examples[name] += built
             skipped[name].update(missing)
 
@@ -389,6 +402,9 @@ def prepare_corpus(cfg: dict[str, Any]) -> tuple[dict[str, list[dict]], dict[str
         "invalid": loaded.invalid,
         "duplicates": duplicates,
         "cleaning_removed": {name: cleaning[name] for name in sorted(cleaning)},
+        "articles_truncated_in_prompts": sum(
+            truncate_words(a["content"], cfg.get("max_content_words")) != a["content"] for a in kept
+        ),
         "articles_per_split": {
             name: {"total": len(members), **dict(sorted(Counter(a["type"] for a in members).items()))}
             for name, members in splits.items()

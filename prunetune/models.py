@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,8 @@ def check_causal_lm_dir(path: str | Path, param: str = "model") -> None:
             f"{param}: {path} holds a '{config.model_type}' model, which is not a causal LM "
             "(AutoModelForCausalLM cannot load it)"
         )
+    if not any(path.glob("*.safetensors")):
+        raise PrunetuneError(f"{param}: {path} has no *.safetensors weights (only safetensors are loaded)")
 
 
 def resolve_hub_snapshot(name: str, revision: str | None) -> tuple[Path, str]:
@@ -86,19 +90,30 @@ def load_model(
     return model.to(device).eval(), tokenizer
 
 
-def save_model(model: PreTrainedModel, tokenizer: Any, out_dir: str | Path, meta: dict[str, Any]) -> None:
-    """Write a fresh model dir: a temporary sibling first, renamed into place, never written into in place."""
+@contextmanager
+def staged_dir(out_dir: str | Path) -> Iterator[Path]:
+    """A fresh temporary sibling to write into, swapped in for out_dir at the end: never written in place."""
     out_dir = Path(out_dir)
     tmp_dir = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp_dir, ignore_errors=True)
-    model.save_pretrained(tmp_dir, safe_serialization=True)
-    tokenizer.save_pretrained(tmp_dir)
-    (tmp_dir / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    tmp_dir.mkdir(parents=True)
+    yield tmp_dir
     if out_dir.is_symlink() or out_dir.is_file():
         out_dir.unlink()
     elif out_dir.exists():
         shutil.rmtree(out_dir)
     tmp_dir.rename(out_dir)
+
+
+def write_model_files(model: PreTrainedModel, tokenizer: Any, directory: Path, meta: dict[str, Any]) -> None:
+    model.save_pretrained(directory, safe_serialization=True)
+    tokenizer.save_pretrained(directory)
+    (directory / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def save_model(model: PreTrainedModel, tokenizer: Any, out_dir: str | Path, meta: dict[str, Any]) -> None:
+    with staged_dir(out_dir) as directory:
+        write_model_files(model, tokenizer, directory, meta)
 
 
 def read_meta(model_dir: str | Path) -> dict[str, Any]:

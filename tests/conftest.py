@@ -73,3 +73,51 @@ def tiny_model():
     texts = [make_article(i)["content"] for i in range(20)]
     tokenizer = train_tokenizer(texts, TINY_TEST_CFG["vocab_size"])
     return build_model(tokenizer, TINY_TEST_CFG).eval(), tokenizer
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tiny_model, tmp_path_factory):
+    from prunetune.models import save_model
+
+    model, tokenizer = tiny_model
+    path = tmp_path_factory.mktemp("models") / "base"
+    save_model(model, tokenizer, path, {"source": "test"})
+    return path
+
+
+def chat_examples(n: int, max_content_words: int = 25) -> list[dict]:
+    """Task examples built from n test articles, short enough for fast training tests."""
+    from prunetune.data import build_examples
+
+    examples = []
+    for i in range(n):
+        built, _ = build_examples(make_article(i, type=TYPES[i % 2]), TYPES[:2], max_content_words)
+        examples += built
+    return examples
+
+
+LORA_TEST_CFG = {
+    "r": 4,
+    "alpha": 8,
+    "dropout": 0.05,
+    "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "bias": "none",
+    "use_rslora": False,
+}
+TRAIN_TEST_CFG = {
+    "learning_rate": 0.01,
+    "scheduler": "linear",
+    "warmup_ratio": 0.0,
+    "weight_decay": 0.0,
+    "batch_size": 4,
+    "gradient_accumulation_steps": 1,
+    "max_epochs": 1,
+    "max_steps": 6,
+    "eval_steps": 2,
+    "early_stopping_patience": 10,
+    "logging_steps": 1,
+    "max_seq_length": 512,
+    "gradient_checkpointing": False,
+    "num_processes": 1,
+    "seed": 0,
+}

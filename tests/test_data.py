@@ -252,3 +252,11 @@ def test_bad_data_params_are_named(tmp_path):
     ):
         with pytest.raises(PrunetuneError, match=param.replace("+", r"\+")):
             prepare_corpus(data_cfg(path, **overrides))
+
+
+def test_prompt_content_is_cut_at_max_content_words():
+    article = make_article(5, content="One two three.\n\nFour five six seven.")
+    examples, _ = build_examples(article, ["Press Release"], max_content_words=4)
+    assert all(article_content(e) == "One two three.\n\nFour" for e in examples)
+    examples, _ = build_examples(article, ["Press Release"], max_content_words=None)
+    assert article_content(examples[0]) == article["content"]

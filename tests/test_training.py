@@ -1,0 +1,228 @@
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import LORA_TEST_CFG, TRAIN_TEST_CFG, chat_examples
+from peft import PeftModel
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, ViTConfig
+
+from prunetune.config import PrunetuneError
+from prunetune.training import IGNORE_INDEX, HealingTrainer, build_dataset, finetune, tokenize_chat
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_finetune(model_dir, tmp_path, name="run", lora=None, train=None, examples=None):
+    examples = examples or chat_examples(6)
+    return finetune(
+        model_dir=model_dir,
+        lora_cfg={**LORA_TEST_CFG, **(lora or {})},
+        train_cfg={**TRAIN_TEST_CFG, **(train or {})},
+        train_examples=examples[:16],
+        val_examples=examples[16:],
+        out_dir=tmp_path / name / "model",
+        metrics_dir=tmp_path / name / "metrics",
+        scratch_dir=tmp_path / name / "scratch",
+    )
+
+
+# ---------------------------------------------------------------- label mask and data
+
+
+def test_label_mask_covers_exactly_the_answer_and_end_of_turn(tiny_model):
+    _, tokenizer = tiny_model
+    example = chat_examples(1)[2]  # tag extraction: an answer with commas and separators
+    row = tokenize_chat(tokenizer, example["messages"])
+    labels, input_ids = row["labels"], row["input_ids"]
+    answer_start = next(i for i, label in enumerate(labels) if label != IGNORE_INDEX)
+    prompt = tokenizer.apply_chat_template(example["messages"][:2], tokenize=False, add_generation_prompt=True)
+    assert tokenizer.decode(input_ids[:answer_start]) == prompt
+    assert all(label == IGNORE_INDEX for label in labels[:answer_start])
+    assert labels[answer_start:] == input_ids[answer_start:]
+    assert tokenizer.decode(labels[answer_start:]) == example["messages"][2]["content"] + "<|eot_id|>"
+    assert labels[-1] == tokenizer.convert_tokens_to_ids("<|eot_id|>")
+
+
+def test_examples_longer_than_max_seq_length_are_dropped_and_counted(tiny_model):
+    _, tokenizer = tiny_model
+    examples = chat_examples(3)
+    lengths = [len(tokenize_chat(tokenizer, e["messages"])["input_ids"]) for e in examples]
+    limit = sorted(lengths)[len(lengths) // 2]
+    data, dropped = build_dataset(examples, tokenizer, limit)
+    assert dropped == sum(length > limit for length in lengths) > 0
+    assert len(data) == len(examples) - dropped
+    assert all(len(ids) <= limit for ids in data["input_ids"])
+
+
+def test_both_finetune_stages_share_one_script_and_settings():
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    full, pruned = stages["finetune_full"], stages["finetune_pruned"]
+    assert full["cmd"].replace(" full", " pruned") == pruned["cmd"]
+    assert full["params"] == pruned["params"] == ["lora", "train"]
+    assert [d for d in full["deps"] if d != "models/base"] == [d for d in pruned["deps"] if d != "models/pruned"]
+
+
+# ---------------------------------------------------------------- a run
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_model_dir, tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("ft")
+    summary = run_finetune(tiny_model_dir, tmp_path)
+    return tmp_path / "run", summary
+
+
+def test_run_writes_merged_model_adapter_and_dvclive_logs(finished_run):
+    run_dir, summary = finished_run
+    assert summary["steps"] == 6 and summary["train_examples"] == 16
+    assert summary["best_val_loss"] <= summary["first_val_loss"]
+    saved = json.loads((run_dir / "metrics" / "metrics.json").read_text())
+    assert saved["best_val_loss"] == summary["best_val_loss"] and saved["stopped_early"] is False
+    for curve in ("train/loss", "eval/loss", "train/mean_token_accuracy", "eval/mean_token_accuracy"):
+        rows = (run_dir / "metrics" / "plots" / "metrics" / f"{curve}.tsv").read_text().splitlines()
+        assert rows[0].split("\t") == ["step", curve.split("/")[1]] and len(rows) > 2
+    eval_steps = [
+        int(r.split("\t")[0]) for r in (run_dir / "metrics/plots/metrics/eval/loss.tsv").read_text().split()[2::2]
+    ]
+    assert eval_steps == [0, 2, 4, 6]
+    assert (run_dir / "model" / "adapter" / "adapter_config.json").is_file()
+
+
+@torch.no_grad()
+def test_merged_model_equals_base_plus_adapter(finished_run, tiny_model_dir):
+    run_dir, _ = finished_run
+    input_ids = torch.tensor([[1, 50, 60, 70, 80, 90]])
+    merged = AutoModelForCausalLM.from_pretrained(run_dir / "model").eval()
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    with_adapter = PeftModel.from_pretrained(base, run_dir / "model" / "adapter").eval()
+    untouched = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    torch.testing.assert_close(merged(input_ids).logits, with_adapter(input_ids).logits, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(merged(input_ids).logits, untouched(input_ids).logits, atol=1e-3)
+
+
+def test_killed_run_resumes_and_ends_where_an_uninterrupted_run_ends(
+    finished_run, tiny_model_dir, tmp_path, monkeypatch
+):
+    original_step = HealingTrainer.training_step
+
+    def killed_after_step_4(self, *args, **kwargs):
+        if self.state.global_step == 4:  # checkpoint-4 is on disk: die as a killed process would
+            raise KeyboardInterrupt
+        return original_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(HealingTrainer, "training_step", killed_after_step_4)
+    with pytest.raises(KeyboardInterrupt):
+        run_finetune(tiny_model_dir, tmp_path)
+    assert not (tmp_path / "run" / "model").exists()
+    monkeypatch.setattr(HealingTrainer, "training_step", original_step)
+
+    summary = run_finetune(tiny_model_dir, tmp_path)
+    assert summary["resumed_from_step"] == 4 and summary["steps"] == 6
+    uninterrupted_dir, uninterrupted = finished_run
+    assert summary["best_val_loss"] == pytest.approx(uninterrupted["best_val_loss"], abs=1e-6)
+    resumed = load_file(tmp_path / "run" / "model" / "adapter" / "adapter_model.safetensors")
+    expected = load_file(uninterrupted_dir / "model" / "adapter" / "adapter_model.safetensors")
+    assert resumed.keys() == expected.keys()
+    for name in expected:
+        torch.testing.assert_close(resumed[name], expected[name], rtol=1e-5, atol=1e-6)
+    eval_rows = (tmp_path / "run/metrics/plots/metrics/eval/loss.tsv").read_text().split()[2::2]
+    assert [int(step) for step in eval_rows] == [0, 2, 4, 6]  # the curve is whole after the resume
+
+
+def test_checkpoint_of_another_run_is_not_resumed(finished_run, tiny_model_dir, tmp_path, monkeypatch):
+    original_step = HealingTrainer.training_step
+
+    def killed(self, *args, **kwargs):
+        if self.state.global_step == 2:
+            raise KeyboardInterrupt
+        return original_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(HealingTrainer, "training_step", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_finetune(tiny_model_dir, tmp_path)
+    monkeypatch.setattr(HealingTrainer, "training_step", original_step)
+    summary = run_finetune(tiny_model_dir, tmp_path, train={"learning_rate": 0.02})
+    assert summary["resumed_from_step"] == 0
+
+
+def test_two_process_ddp_run_on_cpu(tiny_model_dir, tmp_path):
+    script = tmp_path / "entry.py"
+    script.write_text(
+        "import sys; sys.path.insert(0, sys.argv[1])\n"
+        "from pathlib import Path\n"
+        "from conftest import LORA_TEST_CFG, TRAIN_TEST_CFG, chat_examples\n"
+        "from prunetune.training import finetune\n"
+        "out = Path(sys.argv[3])\n"
+        "ex = chat_examples(6)\n"
+        "finetune(Path(sys.argv[2]), LORA_TEST_CFG, {**TRAIN_TEST_CFG, 'num_processes': 2, 'max_steps': 3,\n"
+        "         'eval_steps': 3}, ex[:16], ex[16:], out / 'model', out / 'metrics', out / 'scratch')\n"
+    )
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    result = subprocess.run(
+        [*command, str(script), str(ROOT / "tests"), str(tiny_model_dir), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "out" / "metrics" / "metrics.json").read_text())
+    assert summary["steps"] == 3
+    assert summary["train_tokens"] > 0
+    assert AutoModelForCausalLM.from_pretrained(tmp_path / "out" / "model").config.num_hidden_layers == 4
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    ("lora", "train", "param"),
+    [
+        ({"r": 0}, {}, "lora.r"),
+        ({"target_modules": ["q_proj", "qkv_proj"]}, {}, "lora.target_modules"),
+        ({"bias": "some"}, {}, "lora.bias"),
+        ({}, {"batch_size": 0}, "train.batch_size"),
+        ({}, {"early_stopping_patience": 0}, "train.early_stopping_patience"),
+        ({}, {"learning_rate": -1}, "train.learning_rate"),
+        ({}, {"scheduler": "zigzag"}, "train.scheduler"),
+        ({}, {"max_seq_length": 5}, "train.max_seq_length"),
+    ],
+)
+def test_bad_params_fail_before_training_naming_the_param(tiny_model_dir, tmp_path, lora, train, param):
+    with pytest.raises(PrunetuneError, match=param.replace(".", r"\.")):
+        run_finetune(tiny_model_dir, tmp_path, lora=lora, train=train)
+    assert not (tmp_path / "run" / "scratch").exists()
+
+
+def test_model_dir_that_is_not_a_causal_lm_is_named(tmp_path):
+    ViTConfig().save_pretrained(tmp_path / "vit")
+    with pytest.raises(PrunetuneError, match="'vit' model, which is not a causal LM"):
+        run_finetune(tmp_path / "vit", tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PrunetuneError, match="no config.json"):
+        run_finetune(tmp_path / "empty", tmp_path)
+
+
+def test_non_finite_loss_stops_the_run_without_writing_a_model(tiny_model_dir, tmp_path, monkeypatch):
+    original = HealingTrainer.compute_loss
+
+    def nan_loss(self, *args, **kwargs):
+        loss = original(self, *args, **kwargs)
+        return (loss * float("nan"), *loss[1:]) if isinstance(loss, tuple) else loss * float("nan")
+
+    monkeypatch.setattr(HealingTrainer, "compute_loss", nan_loss)
+    with pytest.raises(PrunetuneError, match=r"loss became nan at step 1"):
+        run_finetune(tiny_model_dir, tmp_path)
+    assert not (tmp_path / "run" / "model").exists()
+
+
+def test_finetune_leaves_the_input_model_untouched(tiny_model_dir, tmp_path):
+    before = copy.deepcopy(load_file(tiny_model_dir / "model.safetensors"))
+    run_finetune(tiny_model_dir, tmp_path, train={"max_steps": 2})
+    after = load_file(tiny_model_dir / "model.safetensors")
+    assert all(torch.equal(before[k], after[k]) for k in before)
