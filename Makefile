@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 # Stage commands say `python`: the venv's, so `make repro` needs no activated environment.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup repro test lint
+.PHONY: setup repro test lint study
 setup:
 	@bash scripts/setup_venv.sh
 
@@ -19,3 +19,8 @@ test: setup
 lint: setup
 	$(BIN)/ruff format prunetune stages tests
 	$(BIN)/ruff check --fix prunetune stages tests
+
+# The reference study on a GPU (see configs/llama-3.2-1b.yaml).
+study: setup
+	cp configs/llama-3.2-1b.yaml params.yaml
+	dvc repro

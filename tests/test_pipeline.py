@@ -1,0 +1,96 @@
+"""End to end: `dvc repro` of the default pipeline in a temporary copy of the repository (shortened training)."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from transformers import AutoConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(command: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    """A git repo holding the tracked files of this one, with fast training params."""
+    path = tmp_path_factory.mktemp("pipeline") / "repo"
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    for name in files:
+        if (ROOT / name).is_file():
+            (path / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, path / name)
+    params = yaml.safe_load((path / "params.yaml").read_text())
+    params["model"]["tiny"]["pretrain_steps"] = 20
+    params["train"].update(max_steps=4, eval_steps=2, logging_steps=1)
+    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "DVC_SITE_CACHE_DIR": str(path / ".dvc-site-cache"),
+        "DVC_NO_ANALYTICS": "1",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
+    run(["git", "init", "-q"], path, env)
+    run(["git", "add", "-A"], path, env)
+    run(["git", "commit", "-qm", "copy"], path, env)
+    first = run(["dvc", "repro"], path, env)
+    return path, env, first.stdout
+
+
+def test_repro_runs_every_stage_and_writes_the_outputs(repo):
+    path, _, log = repo
+    for stage in ("split", "base", "prune", "finetune_full", "finetune_pruned"):
+        assert f"Running stage '{stage}'" in log
+    report = json.loads((path / "data/processed/report.json").read_text())
+    assert report["dropped"] == {"exact_duplicate": 1, "excluded_type": 6, "invalid": 0, "near_duplicate": 1}
+    assert AutoConfig.from_pretrained(path / "models/base").num_hidden_layers == 16
+    assert AutoConfig.from_pretrained(path / "models/pruned").num_hidden_layers == 15
+    assert json.loads((path / "metrics/prune.json").read_text())["removed_layers"] == [15]
+    for variant, layers in (("full", 16), ("pruned", 15)):
+        assert AutoConfig.from_pretrained(path / f"models/ft_{variant}").num_hidden_layers == layers
+        summary = json.loads((path / f"metrics/train/{variant}/metrics.json").read_text())
+        assert summary["steps"] == 4 and summary["best_val_loss"] <= summary["first_val_loss"]
+    assert (path / "dvc.lock").is_file()
+
+
+def test_split_outputs_match_the_committed_lock_byte_for_byte(repo):
+    """Same data params and seed, same bytes: the md5s DVC recorded here equal the ones committed."""
+    path, _, _ = repo
+    committed = yaml.safe_load((ROOT / "dvc.lock").read_text())["stages"]["split"]["outs"]
+    produced = yaml.safe_load((path / "dvc.lock").read_text())["stages"]["split"]["outs"]
+    assert {o["path"]: o["md5"] for o in produced} == {o["path"]: o["md5"] for o in committed}
+
+
+def test_second_repro_does_nothing(repo):
+    path, env, _ = repo
+    log = run(["dvc", "repro"], path, env).stdout
+    assert "Running stage" not in log
+
+
+def test_bad_param_fails_with_one_line(repo, tmp_path):
+    path, env, _ = repo
+    params = yaml.safe_load((path / "params.yaml").read_text())
+    params["prune"] = {"method": "tail", "n_layers": 16}
+    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        result = subprocess.run(
+            [sys.executable, "stages/prune.py"], cwd=path, env=env, capture_output=True, text=True, timeout=300
+        )
+    finally:
+        run(["git", "checkout", "params.yaml"], path, env)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("error: params.yaml: prune.n_layers must be below")
+    assert "Traceback" not in result.stderr
