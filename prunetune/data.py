@@ -324,6 +324,12 @@ def write_jsonl(path: str | Path, records: list[dict[str, Any]]) -> None:
             out.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
 
 
+def write_json(path: str | Path, payload: dict[str, Any]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.is_file():

@@ -1,10 +1,9 @@
 """base stage: build the embedded tiny model, or pin a hub / local model, into models/base/."""
 
-import json
 from pathlib import Path
 
 from prunetune.config import load_params, require, run_stage, section
-from prunetune.data import read_jsonl
+from prunetune.data import read_jsonl, write_json
 from prunetune.models import is_hub_id, load_model, resolve_hub_snapshot, save_model
 from prunetune.tiny import build_tiny_base
 
@@ -29,8 +28,7 @@ def main() -> None:
         meta = {"source": name, "revision": revision}
         report = {"source": name, "revision": revision}
     save_model(model, tokenizer, OUT_DIR, meta)
-    METRICS.parent.mkdir(parents=True, exist_ok=True)
-    METRICS.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    write_json(METRICS, report)
     print(f"base: {name} -> {OUT_DIR} ({model.config.num_hidden_layers} layers)")
 
 

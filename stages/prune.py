@@ -1,9 +1,9 @@
 """prune stage: models/base -> models/pruned/ (a standalone HF model) + metrics/prune.json."""
 
-import json
 from pathlib import Path
 
 from prunetune.config import load_params, run_stage, section
+from prunetune.data import write_json
 from prunetune.models import count_parameters, load_model, read_meta, save_model
 from prunetune.pruning import decoder_layers, remove_layers, resolve_removed_layers
 
@@ -27,8 +27,7 @@ def main() -> None:
         "params_after": params_after,
         "params_removed_fraction": 1 - params_after / params_before,
     }
-    METRICS.parent.mkdir(parents=True, exist_ok=True)
-    METRICS.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    write_json(METRICS, metrics)
     print(
         f"prune: removed layers {removed_layers}: {layers_before} -> {metrics['layers_after']} layers, "
         f"{params_before:,} -> {params_after:,} parameters"

@@ -1,10 +1,9 @@
 """split stage: corpus -> data/processed/{train,val,test}.jsonl + report.json."""
 
-import json
 from pathlib import Path
 
 from prunetune.config import load_params, run_stage, section
-from prunetune.data import prepare_corpus, write_jsonl
+from prunetune.data import prepare_corpus, write_json, write_jsonl
 
 OUT_DIR = Path("data/processed")
 
@@ -13,7 +12,7 @@ def main() -> None:
     examples, report = prepare_corpus(section(load_params(), "data"))
     for split, rows in examples.items():
         write_jsonl(OUT_DIR / f"{split}.jsonl", rows)
-    (OUT_DIR / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_json(OUT_DIR / "report.json", report)
     dropped = ", ".join(f"{k} {v}" for k, v in report["dropped"].items() if v) or "none"
     print(
         f"split: {report['articles_kept']} of {report['lines']} articles kept (dropped: {dropped}); "

@@ -32,6 +32,9 @@ def repo(tmp_path_factory):
     params = yaml.safe_load((path / "params.yaml").read_text())
     params["model"]["tiny"]["pretrain_steps"] = 20
     params["train"].update(max_steps=4, eval_steps=2, logging_steps=1)
+    params["eval"]["max_new_tokens"] = {task: 4 for task in params["eval"]["max_new_tokens"]}
+    params["eval"]["efficiency"].update(new_tokens=2, repeats=1)
+    params["qa"]["max_new_tokens"] = 4
     (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {
         **os.environ,
@@ -52,7 +55,9 @@ def repo(tmp_path_factory):
 
 def test_repro_runs_every_stage_and_writes_the_outputs(repo):
     path, _, log = repo
-    for stage in ("split", "base", "prune", "finetune_full", "finetune_pruned"):
+    variants = ("base_full", "base_pruned", "ft_full", "ft_pruned")
+    stages = ("split", "base", "prune", "finetune_full", "finetune_pruned")
+    for stage in (*stages, *(f"eval@{v}" for v in variants), *(f"qa@{v}" for v in variants)):
         assert f"Running stage '{stage}'" in log
     report = json.loads((path / "data/processed/report.json").read_text())
     assert report["dropped"] == {"exact_duplicate": 1, "excluded_type": 6, "invalid": 0, "near_duplicate": 1}
@@ -63,6 +68,12 @@ def test_repro_runs_every_stage_and_writes_the_outputs(repo):
         assert AutoConfig.from_pretrained(path / f"models/ft_{variant}").num_hidden_layers == layers
         summary = json.loads((path / f"metrics/train/{variant}/metrics.json").read_text())
         assert summary["steps"] == 4 and summary["best_val_loss"] <= summary["first_val_loss"]
+    for variant in variants:
+        metrics = json.loads((path / f"metrics/eval/{variant}.json").read_text())
+        assert set(metrics) >= {"summarization", "title_generation", "tag_extraction", "type_classification"}
+        assert metrics["efficiency"]["layers"] == (15 if "pruned" in variant else 16)
+        assert len((path / f"predictions/{variant}.jsonl").read_text().splitlines()) == 48
+        assert json.loads((path / f"metrics/qa/{variant}.json").read_text())["n"] == 26
     assert (path / "dvc.lock").is_file()
 
 

@@ -1,0 +1,140 @@
+"""The eval stage's logic: generate per task, score every example, and put intervals on the headline numbers."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from prunetune.config import PrunetuneError, require, require_int
+from prunetune.data import TASKS, parse_tags
+from prunetune.generation import completion_nll, generate_greedy, prompt_ids
+from prunetune.metrics import (
+    bertscore_f1,
+    bootstrap_ci,
+    majority_baseline,
+    mean_ci,
+    micro_f1,
+    normalize_label,
+    perplexity,
+    perplexity_ci,
+    rouge_scores,
+    tag_scores,
+)
+from prunetune.training import tokenize_chat
+
+
+def check_eval_params(cfg: dict[str, Any]) -> None:
+    require_int(cfg, "batch_size", "eval", minimum=1)
+    require_int(cfg, "bootstrap_resamples", "eval", minimum=100)
+    require_int(cfg, "seed", "eval", minimum=0)
+    limits = cfg.get("max_new_tokens")
+    require(
+        isinstance(limits, dict) and set(limits) == set(TASKS),
+        "eval.max_new_tokens",
+        f"must give a limit for each task: {', '.join(TASKS)}",
+    )
+    for task in TASKS:
+        require_int(limits, task, "eval.max_new_tokens", minimum=1)
+    require(isinstance(cfg.get("bertscore_model"), str), "eval.bertscore_model", "must be 'minilm' or a model id/path")
+    speed = cfg.get("efficiency")
+    require(isinstance(speed, dict), "eval.efficiency", "must be a mapping")
+    for key in ("prompt_tokens", "new_tokens", "batch_size", "repeats"):
+        require_int(speed, key, "eval.efficiency", minimum=1)
+
+
+def _with_ci(name: str, values: list[float], cfg: dict[str, Any]) -> dict[str, Any]:
+    mean, ci = mean_ci(values, n_resamples=cfg["bootstrap_resamples"], seed=cfg["seed"])
+    return {name: mean, f"{name}_ci": ci}
+
+
+def score_task(
+    task: str, predictions: list[str], references: list[str], cfg: dict[str, Any], train_types: list[str]
+) -> tuple[dict[str, Any], list[dict[str, float]]]:
+    """The task's headline metrics (each with its interval) and the per-example scores behind them."""
+    if task in ("summarization", "title_generation"):
+        per_example = rouge_scores(predictions, references)
+        for scores, f1 in zip(per_example, bertscore_f1(predictions, references, cfg["bertscore_model"]), strict=True):
+            scores["bertscore_f1"] = f1
+        names = ["rouge1", "rouge2", "rougeL", "bertscore_f1"]
+    elif task == "tag_extraction":
+        predicted, gold = [parse_tags(p) for p in predictions], [parse_tags(r) for r in references]
+        per_example = [tag_scores(p, g) for p, g in zip(predicted, gold, strict=True)]
+        names = ["exact_match", "jaccard", "f1"]
+    else:
+        per_example = [
+            {"accuracy": float(normalize_label(p) == normalize_label(r))}
+            for p, r in zip(predictions, references, strict=True)
+        ]
+        names = ["accuracy"]
+    metrics: dict[str, Any] = {}
+    for name in names:
+        metrics.update(_with_ci(name, [scores[name] for scores in per_example], cfg))
+    if task == "tag_extraction":
+        metrics["micro_f1"] = micro_f1(predicted, gold)
+        metrics["micro_f1_ci"] = bootstrap_ci(
+            len(gold),
+            lambda idx: micro_f1([predicted[i] for i in idx], [gold[i] for i in idx]),
+            n_resamples=cfg["bootstrap_resamples"],
+            seed=cfg["seed"],
+        )
+    if task == "type_classification":
+        metrics["majority_baseline"] = majority_baseline(train_types, references)[1]
+    return metrics, per_example
+
+
+def evaluate(
+    model: Any,
+    tokenizer: Any,
+    test_examples: list[dict[str, Any]],
+    train_examples: list[dict[str, Any]],
+    cfg: dict[str, Any],
+) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+    """Metrics (DESIGN.md's shape, without efficiency), one prediction row per example, and the counts."""
+    if not test_examples:
+        raise PrunetuneError(
+            "data/processed/test.jsonl: the test split is empty; lower data.test_fraction's rounding or add articles"
+        )
+    train_types = [e["messages"][2]["content"] for e in train_examples if e["task"] == "type_classification"]
+    metrics: dict[str, Any] = {}
+    rows: list[dict[str, Any]] = []
+    counts: dict[str, Any] = {"examples": {}, "hit_max_new_tokens": {}}
+    nll = completion_nll(model, [tokenize_chat(tokenizer, e["messages"]) for e in test_examples], cfg["batch_size"])
+    for task in TASKS:
+        indices = [i for i, e in enumerate(test_examples) if e["task"] == task]
+        if not indices:
+            continue
+        examples = [test_examples[i] for i in indices]
+        prompts = [prompt_ids(tokenizer, e["messages"][:2]) for e in examples]
+        generated = generate_greedy(
+            model, tokenizer, prompts, cfg["max_new_tokens"][task], cfg["batch_size"], desc=f"generating {task}"
+        )
+        predictions = [g["text"] for g in generated]
+        references = [e["messages"][2]["content"] for e in examples]
+        metrics[task], per_example = score_task(task, predictions, references, cfg, train_types)
+        task_nll = [nll[i] for i in indices]
+        metrics[task]["perplexity"] = perplexity([s for s, _ in task_nll], [n for _, n in task_nll])
+        counts["examples"][task] = len(examples)
+        counts["hit_max_new_tokens"][task] = sum(g["hit_max_new_tokens"] for g in generated)
+        for example, generation, scores, (nll_sum, n_tokens) in zip(
+            examples, generated, per_example, task_nll, strict=True
+        ):
+            rows.append(
+                {
+                    "article_id": example["article_id"],
+                    "task": task,
+                    "prompt": example["messages"][1]["content"],
+                    "reference": example["messages"][2]["content"],
+                    "prediction": generation["text"],
+                    "new_tokens": generation["new_tokens"],
+                    "hit_max_new_tokens": generation["hit_max_new_tokens"],
+                    "nll_sum": nll_sum,
+                    "answer_tokens": n_tokens,
+                    "scores": scores,
+                }
+            )
+    sums, tokens = [s for s, _ in nll], [n for _, n in nll]
+    metrics["perplexity"] = perplexity(sums, tokens)
+    metrics["perplexity_ci"] = perplexity_ci(sums, tokens, n_resamples=cfg["bootstrap_resamples"], seed=cfg["seed"])
+    counts["type_labels_in_train"] = dict(sorted(Counter(train_types).items()))
+    counts["majority_label"] = majority_baseline(train_types, train_types)[0] if train_types else None
+    return metrics, rows, counts

@@ -1,0 +1,27 @@
+"""qa@VARIANT stage: the variant's model on the QA set -> metrics/qa/VARIANT.json + predictions/qa_VARIANT.jsonl."""
+
+import sys
+from pathlib import Path
+
+from prunetune.config import PrunetuneError, load_params, run_stage, section
+from prunetune.data import write_json, write_jsonl
+from prunetune.models import load_model
+from prunetune.qa import check_qa_params, evaluate_qa, load_qa
+
+
+def main() -> None:
+    if len(sys.argv) != 3:
+        raise PrunetuneError(f"usage: python {sys.argv[0]} VARIANT MODEL_DIR")
+    variant, model_dir = sys.argv[1], Path(sys.argv[2])
+    cfg = section(load_params(), "qa")
+    check_qa_params(cfg)
+    questions = load_qa(cfg["path"])
+    model, tokenizer = load_model(model_dir, param=str(model_dir))
+    metrics, records = evaluate_qa(model, tokenizer, questions, cfg)
+    write_json(Path(f"metrics/qa/{variant}.json"), metrics)
+    write_jsonl(Path(f"predictions/qa_{variant}.jsonl"), records)
+    print(f"qa@{variant}: accuracy {metrics['accuracy']:.3f} on {metrics['n']} questions")
+
+
+if __name__ == "__main__":
+    run_stage(main)
