@@ -65,7 +65,7 @@ def check_train_params(cfg: dict[str, Any]) -> None:
     _require_number(cfg, "learning_rate", "train", 1e-12)
     schedulers = [s.value for s in SchedulerType]
     require(cfg.get("scheduler") in schedulers, "train.scheduler", f"must be one of {schedulers}")
-    _require_number(cfg, "warmup_ratio", "train", 0.0, 1.0)
+    _require_number(cfg, "warmup_ratio", "train", 0.0, 0.999)
     _require_number(cfg, "weight_decay", "train", 0.0)
     for key in ("batch_size", "gradient_accumulation_steps", "eval_steps", "early_stopping_patience", "max_seq_length"):
         require_int(cfg, key, "train", minimum=1)
