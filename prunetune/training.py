@@ -211,6 +211,14 @@ def _first_and_best_eval_loss(log_history: list[dict[str, Any]]) -> tuple[float 
     return (losses[0], min(losses)) if losses else (None, None)
 
 
+def _sort_target_modules(adapter_config: Path) -> None:
+    """peft writes target_modules from a set, in hash order; sorted, the same run gives the same bytes."""
+    config = json.loads(adapter_config.read_text())
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
+    adapter_config.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
 def finetune(
     model_dir: Path,
     lora_cfg: dict[str, Any],
@@ -301,6 +309,8 @@ def finetune(
     meta = {**read_meta(model_dir), "finetuned_from": str(model_dir), "lora": lora_cfg, "train": train_cfg}
     with staged_dir(out_dir) as directory:
         peft_model.save_pretrained(directory / "adapter")
+        _sort_target_modules(directory / "adapter" / "adapter_config.json")
         merged = peft_model.merge_and_unload()
         write_model_files(merged, tokenizer, directory, meta)
+    shutil.rmtree(scratch_dir, ignore_errors=True)  # checkpoints serve a killed run only; a rerun starts afresh
     return summary

@@ -92,6 +92,7 @@ def test_run_writes_merged_model_adapter_and_dvclive_logs(finished_run):
     ]
     assert eval_steps == [0, 2, 4, 6]
     assert (run_dir / "model" / "adapter" / "adapter_config.json").is_file()
+    assert not (run_dir / "scratch").exists()  # checkpoints are kept only while a run is unfinished
 
 
 @torch.no_grad()
