@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import platform
 from importlib.metadata import version
+from pathlib import Path
 
 
 def info(_: argparse.Namespace) -> None:
@@ -21,10 +22,90 @@ def info(_: argparse.Namespace) -> None:
     print(f"  device       {device} ({name}), dtype {pick_dtype(device)}, {torch.get_num_threads()} threads")
 
 
+def collect(args: argparse.Namespace) -> None:
+    """Collect BMW PressClub articles into a JSONL corpus; a stop or Ctrl-C loses nothing, a rerun resumes."""
+    import sys
+
+    from prunetune.collect import DEFAULT_BASE_URL, collect_articles, unknown_types_note
+    from prunetune.config import PrunetuneError
+
+    try:
+        report = collect_articles(
+            args.out,
+            args.limit,
+            args.base_url or DEFAULT_BASE_URL,
+            delay=args.delay,
+            details=args.details,
+            timeout=args.timeout,
+            retries=args.retries,
+            progress=None,
+        )
+    except PrunetuneError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print(
+            f"interrupted: every article written so far is in {args.out}; run the same command to resume",
+            file=sys.stderr,
+        )
+        sys.exit(130)
+    print(report.summary())
+    for problem in report.invalid[:3]:
+        print(f"  invalid: {problem['url']}: {problem['problem']}")
+    if note := unknown_types_note(report):
+        print(note)
+
+
+def sweep_report(args: argparse.Namespace) -> None:
+    """Quality against parameters and decode speed over the DVC experiments: a Pareto plot and its table."""
+    import json
+
+    from prunetune.config import run_stage
+    from prunetune.sweep import read_experiments
+    from prunetune.sweep import sweep_report as write_report
+
+    def report() -> None:
+        if args.from_json:
+            exp_show = json.loads(Path(args.from_json).read_text(encoding="utf-8"))
+        else:
+            exp_show = read_experiments(all_commits=args.all_commits)
+        for kind, path in write_report(exp_show, Path(args.out), args.variant, args.metric).items():
+            print(f"{kind:<9}{path}")
+
+    run_stage(report)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="prunetune", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("info", help="versions and the device the pipeline will use").set_defaults(run=info)
+    gather = commands.add_parser("collect", help="collect BMW PressClub articles into a JSONL corpus (resumable)")
+    gather.add_argument("--base-url", help="the PressClub site (default: https://www.press.bmwgroup.com)")
+    gather.add_argument("--limit", type=int, required=True, help="stop once --out holds this many articles")
+    gather.add_argument("--out", type=Path, required=True, help="JSONL file; articles already in it are skipped")
+    gather.add_argument("--delay", type=float, default=1.5, help="seconds between requests (default: 1.5)")
+    gather.add_argument(
+        "--details",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="fetch each article's page for its text (default); --no-details uses the listing summary as content, "
+        "one request per listing page, which makes summarization trivial: for a quick look only",
+    )
+    gather.add_argument("--timeout", type=float, default=20.0, help="seconds per request (default: 20)")
+    gather.add_argument("--retries", type=int, default=4, help="retries per request, with backoff (default: 4)")
+    gather.set_defaults(run=collect)
+    sweep = commands.add_parser("sweep-report", help="Pareto plot and table of a pruning sweep's DVC experiments")
+    sweep.add_argument("--out", default="reports/sweep", help="directory for sweep.png/.csv/.md (default: %(default)s)")
+    sweep.add_argument("--variant", default="ft_pruned", help="the eval variant plotted (default: %(default)s)")
+    sweep.add_argument(
+        "--metric",
+        default="summarization.rougeL",
+        help="quality key in metrics/eval/VARIANT.json, e.g. title_generation.rougeL or perplexity "
+        "(default: %(default)s)",
+    )
+    sweep.add_argument("--all-commits", action="store_true", help="experiments of every commit, not only HEAD's")
+    sweep.add_argument("--from-json", help="read a saved `dvc exp show --json` output instead of running it")
+    sweep.set_defaults(run=sweep_report)
     args = parser.parse_args(argv)
     args.run(args)
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import re
+import socket
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from prunetune.config import PrunetuneError, require, require_fraction, require_int
 
@@ -113,6 +116,74 @@ def read_articles(path: str | Path, known_types: list[str], on_error: str = "fai
         else:
             result.invalid.append({"line": number, "problem": problem})
     return result
+
+
+def _hub_offline_mode() -> bool:
+    flags = (os.environ.get(name, "").strip().lower() for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+    return any(flag in ("1", "true", "yes", "on") for flag in flags)
+
+
+def _hub_unreachable(timeout: float = 5.0) -> str | None:
+    """Why the hub cannot be reached, or None: `datasets` itself retries for half a minute before saying so."""
+    endpoint = urlsplit(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    host, port = endpoint.hostname or "", endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as err:
+        return f"{host}:{port} unreachable ({err.strerror or err})"
+    return None
+
+
+def read_hub_articles(spec: str, known_types: list[str], on_error: str = "fail") -> tuple[LoadResult, str]:
+    """Load data.hub_dataset ('owner/name' or 'owner/name@revision', all splits) and validate it like a JSONL file.
+
+    Returns the articles and the source as recorded in the report, pinned to the commit the hub resolved.
+    """
+    if on_error not in ("fail", "skip"):
+        raise PrunetuneError(f"params.yaml: data.on_error must be 'fail' or 'skip', got {on_error!r}")
+    name, _, revision = spec.partition("@")
+    what = f"params.yaml: data.hub_dataset {spec!r}"
+    offline = _hub_offline_mode()
+    if not offline and (reason := _hub_unreachable()):
+        raise PrunetuneError(
+            f"{what}: the Hugging Face hub is not reachable ({reason}); go online, set HF_HUB_OFFLINE=1 to use "
+            "a cached copy, or collect a local JSONL (prunetune collect) and set data.source to it"
+        )
+    try:
+        if not offline:
+            from huggingface_hub import HfApi
+
+            revision = HfApi().dataset_info(name, revision=revision or None).sha or revision
+        from datasets import load_dataset
+
+        loaded = load_dataset(name, revision=revision or None)
+    except Exception as err:  # whatever went wrong (network, id, revision, format): one line naming the param
+        first_line = (str(err).strip().splitlines() or [""])[0][:300]
+        raise PrunetuneError(f"{what}: could not load it ({type(err).__name__}: {first_line})") from None
+    source = f"hf:{name}" + (f"@{revision}" if revision else "")
+    splits = [loaded[split] for split in sorted(loaded)] if hasattr(loaded, "keys") else [loaded]
+    result = LoadResult(articles=[])
+    for split in splits:
+        for row in split:
+            result.lines += 1
+            problem = validate_article(dict(row), known_types)
+            if problem is None:
+                result.articles.append({**row, "line": result.lines})
+            elif on_error == "fail":
+                raise PrunetuneError(
+                    f"{source} row {result.lines}: {problem} (fix the dataset, or set data.on_error: skip)"
+                )
+            else:
+                result.invalid.append({"line": result.lines, "problem": problem})
+    return result, source
+
+
+def load_corpus(cfg: dict[str, Any]) -> tuple[LoadResult, str]:
+    """The articles of data.hub_dataset when set, else of the JSONL file data.source, and where they came from."""
+    on_error = cfg.get("on_error", "fail")
+    if cfg.get("hub_dataset"):
+        return read_hub_articles(cfg["hub_dataset"], cfg["types"], on_error)
+    return read_articles(cfg["source"], cfg["types"], on_error), str(cfg["source"])
 
 
 # ---------------------------------------------------------------- cleaning
@@ -337,11 +408,24 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise PrunetuneError(f"{path}: not found; run the stage that writes it first (dvc repro)")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
 # ---------------------------------------------------------------- the whole split stage
 
 
 def check_data_params(cfg: dict[str, Any]) -> None:
     require(isinstance(cfg.get("source"), str) and cfg["source"], "data.source", "must be a path to a JSONL file")
+    hub = cfg.get("hub_dataset")
+    require(
+        hub is None or (isinstance(hub, str) and hub.strip() == hub and hub and " " not in hub),
+        "data.hub_dataset",
+        f"must be null or a hub dataset id such as 'owner/name' or 'owner/name@revision', got {hub!r}",
+    )
     require(
         isinstance(cfg.get("types"), list) and all(isinstance(t, str) for t in cfg["types"]) and cfg["types"],
         "data.types",
@@ -367,7 +451,7 @@ def check_data_params(cfg: dict[str, Any]) -> None:
 def prepare_corpus(cfg: dict[str, Any]) -> tuple[dict[str, list[dict]], dict[str, Any]]:
     """Run the split stage's logic: the examples of each split and a report that counts every drop."""
     check_data_params(cfg)
-    loaded = read_articles(cfg["source"], cfg["types"], cfg.get("on_error", "fail"))
+    loaded, source = load_corpus(cfg)
     excluded_types = set(cfg.get("exclude_types") or [])
     dropped: Counter = Counter({"invalid": len(loaded.invalid)})
     cleaning: Counter = Counter()
@@ -385,7 +469,7 @@ def prepare_corpus(cfg: dict[str, Any]) -> tuple[dict[str, list[dict]], dict[str
     kept, duplicates = deduplicate(candidates, cfg["near_duplicate_jaccard"])
     dropped.update(d["reason"] for d in duplicates)
     if not kept:
-        raise PrunetuneError(f"{cfg['source']}: no article left after validation, cleaning and de-duplication")
+        raise PrunetuneError(f"{source}: no article left after validation, cleaning and de-duplication")
 
     splits = split_articles(kept, cfg["val_fraction"], cfg["test_fraction"], cfg["seed"])
     types = [t for t in cfg["types"] if t not in excluded_types]
@@ -399,7 +483,7 @@ def prepare_corpus(cfg: dict[str, Any]) -> tuple[dict[str, list[dict]], dict[str
             skipped[name].update(missing)
 
     report = {
-        "source": str(cfg["source"]),
+        "source": source,
         "lines": loaded.lines,
         "blank_lines": loaded.blank_lines,
         "articles_valid": len(loaded.articles),

@@ -112,7 +112,11 @@ def evaluate(
         references = [e["messages"][2]["content"] for e in examples]
         metrics[task], per_example = score_task(task, predictions, references, cfg, train_types)
         task_nll = [nll[i] for i in indices]
-        metrics[task]["perplexity"] = perplexity([s for s, _ in task_nll], [n for _, n in task_nll])
+        task_sums, task_tokens = [s for s, _ in task_nll], [n for _, n in task_nll]
+        metrics[task]["perplexity"] = perplexity(task_sums, task_tokens)
+        metrics[task]["perplexity_ci"] = perplexity_ci(
+            task_sums, task_tokens, n_resamples=cfg["bootstrap_resamples"], seed=cfg["seed"]
+        )
         counts["examples"][task] = len(examples)
         counts["hit_max_new_tokens"][task] = sum(g["hit_max_new_tokens"] for g in generated)
         for example, generation, scores, (nll_sum, n_tokens) in zip(

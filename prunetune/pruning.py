@@ -1,15 +1,29 @@
-"""Removing decoder layers so that plain AutoModelForCausalLM.from_pretrained loads the result."""
+"""Choosing decoder layers to remove and removing them so that plain AutoModelForCausalLM.from_pretrained loads the
+result.
+
+Layers are chosen by rule (last, tail, indices) or measured on calibration texts from the train split:
+Block Influence (ShortGPT, Men et al. 2024, arXiv:2403.03853) scores each layer by how much it turns the hidden
+state, and the angular distance of Gromov et al. 2024 (arXiv:2403.17887) finds the block of n consecutive layers
+whose input and output point the same way.
+"""
 
 from __future__ import annotations
 
+import math
+import random
+from dataclasses import dataclass
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
-from prunetune.config import PrunetuneError, require
+from prunetune.config import PrunetuneError, require, require_int
+from prunetune.data import article_texts
 
-METHODS = ("last", "tail", "indices")
+RULE_METHODS = ("last", "tail", "indices")
+MEASURED_METHODS = ("block_influence", "angular")
+METHODS = RULE_METHODS + MEASURED_METHODS
 # Config entries that hold one value per decoder layer; they are cut to the kept layers.
 PER_LAYER_CONFIG_KEYS = ("layer_types", "no_rope_layers")
 
@@ -25,26 +39,31 @@ def decoder_layers(model: PreTrainedModel) -> torch.nn.ModuleList:
     return layers
 
 
-def resolve_removed_layers(cfg: dict[str, Any], num_layers: int) -> list[int]:
-    """The layer indices prune.* asks to remove, checked against the model before any work."""
+# ---------------------------------------------------------------- params
+
+
+def _require_n_layers(cfg: dict[str, Any], num_layers: int) -> int:
+    n_layers = cfg.get("n_layers")
+    require(
+        isinstance(n_layers, int) and not isinstance(n_layers, bool) and n_layers >= 1,
+        "prune.n_layers",
+        f"must be an integer >= 1, got {n_layers!r}",
+    )
+    require(
+        n_layers < num_layers,
+        "prune.n_layers",
+        f"must be below the model's {num_layers} layers (removing every layer leaves no model), got {n_layers}",
+    )
+    return n_layers
+
+
+def check_prune_params(cfg: dict[str, Any], num_layers: int) -> None:
+    """Every prune.* check that needs only the layer count: run before the model is loaded or measured."""
     method = cfg.get("method")
     require(method in METHODS, "prune.method", f"must be one of {', '.join(METHODS)}; got {method!r}")
-    if method == "last":
-        removed = [num_layers - 1]
-    elif method == "tail":
-        n_layers = cfg.get("n_layers")
-        require(
-            isinstance(n_layers, int) and not isinstance(n_layers, bool) and n_layers >= 1,
-            "prune.n_layers",
-            f"must be an integer >= 1, got {n_layers!r}",
-        )
-        require(
-            n_layers < num_layers,
-            "prune.n_layers",
-            f"must be below the model's {num_layers} layers (removing every layer leaves no model), got {n_layers}",
-        )
-        removed = list(range(num_layers - n_layers, num_layers))
-    else:
+    if method in ("tail", *MEASURED_METHODS):
+        _require_n_layers(cfg, num_layers)
+    if method == "indices":
         indices = cfg.get("indices")
         require(
             isinstance(indices, list)
@@ -56,13 +75,139 @@ def resolve_removed_layers(cfg: dict[str, Any], num_layers: int) -> list[int]:
         bad = [i for i in indices if not 0 <= i < num_layers]
         require(not bad, "prune.indices", f"has indices out of range 0..{num_layers - 1}: {bad}")
         require(len(set(indices)) == len(indices), "prune.indices", f"lists a layer twice: {indices}")
-        removed = sorted(indices)
+        require(len(indices) < num_layers, "prune.indices", f"would remove all {num_layers} layers; keep at least one")
+
+
+def check_calibration_params(cfg: dict[str, Any]) -> None:
+    """The calibration knobs (used by every method: layer scores are always reported)."""
+    require_int(cfg, "calibration_samples", "prune", minimum=1)
+    require_int(cfg, "calibration_max_tokens", "prune", minimum=2)
+    require_int(cfg, "calibration_batch_size", "prune", minimum=1)
+    require_int(cfg, "seed", "prune", minimum=0)
+
+
+# ---------------------------------------------------------------- calibration texts
+
+
+def calibration_texts(train_examples: list[dict[str, Any]], cfg: dict[str, Any]) -> list[str]:
+    """prune.calibration_samples article texts drawn (seeded) from the train split; never val or test."""
+    texts = article_texts(train_examples)
+    wanted = cfg["calibration_samples"]
     require(
-        len(removed) < num_layers,
-        "prune.indices",
-        f"would remove all {num_layers} layers; keep at least one",
+        len(texts) >= wanted,
+        "prune.calibration_samples",
+        f"asks for {wanted} calibration texts but the train split has only {len(texts)} articles",
     )
-    return removed
+    return random.Random(cfg["seed"]).sample(texts, wanted)
+
+
+# ---------------------------------------------------------------- measuring the layers
+
+
+@dataclass
+class LayerStats:
+    """What one calibration pass measures: per-layer token-mean cosine, and every layer boundary's last-token state."""
+
+    cosine_sum: torch.Tensor  # [layers] float64: sum over real tokens of cos(layer input, layer output)
+    tokens: int  # real (non-pad) tokens measured
+    last_token_states: torch.Tensor  # [samples, layers + 1, hidden] float32: x_0 (into layer 0) .. x_L (out of last)
+
+    def block_influence(self) -> list[float]:
+        """ShortGPT's BI per layer: 1 - mean over calibration tokens of cos(x_in, x_out)."""
+        return (1 - self.cosine_sum / self.tokens).tolist()
+
+    def block_distances(self, n_layers: int) -> list[float]:
+        """Gromov et al.'s angular distance arccos(cos(x_l, x_{l+n}))/pi at the last real token, averaged over
+        samples, for every start layer l of a block of n_layers."""
+        states = self.last_token_states
+        starts = states.shape[1] - n_layers
+        cosines = torch.nn.functional.cosine_similarity(states[:, :starts], states[:, n_layers:], dim=-1)
+        distances = torch.arccos(cosines.double().clamp(-1, 1)) / math.pi
+        return distances.mean(dim=0).tolist()
+
+
+def _hidden_state(value: Any) -> torch.Tensor:
+    return value[0] if isinstance(value, tuple | list) else value
+
+
+@torch.no_grad()
+def measure_layers(
+    model: PreTrainedModel, tokenizer: Any, texts: list[str], max_tokens: int, batch_size: int
+) -> LayerStats:
+    """Run the calibration texts through the model with forward hooks on its decoder layers.
+
+    Right padding and explicit position ids keep every real token's states exactly those of an unpadded run, so the
+    scores depend neither on the batch size nor on the padding side the tokenizer came with."""
+    layers = decoder_layers(model)
+    num_layers = len(layers)
+    device = next(model.parameters()).device
+    cosine_sum = torch.zeros(num_layers, dtype=torch.float64)
+    tokens = 0
+    last_states: list[torch.Tensor] = []
+    batch: dict[str, torch.Tensor] = {}
+    captured: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def hook(index: int):
+        def record(_module, args, kwargs, output) -> None:
+            inputs = args[0] if args else kwargs["hidden_states"]
+            captured[index] = (_hidden_state(inputs), _hidden_state(output))
+
+        return record
+
+    handles = [layer.register_forward_hook(hook(i), with_kwargs=True) for i, layer in enumerate(layers)]
+    try:
+        starts = range(0, len(texts), batch_size)
+        for start in tqdm(starts, desc="calibrating layers", disable=len(starts) <= 1):
+            encoded = tokenizer(
+                texts[start : start + batch_size],
+                padding=True,
+                padding_side="right",
+                truncation=True,
+                max_length=max_tokens,
+                return_tensors="pt",
+            )
+            mask = encoded["attention_mask"].to(device).bool()
+            positions = (mask.long().cumsum(dim=1) - 1).clamp(min=0)
+            batch = {"input_ids": encoded["input_ids"].to(device), "attention_mask": mask.long()}
+            captured.clear()
+            model.model(**batch, position_ids=positions, use_cache=False)
+            last = mask.sum(dim=1) - 1  # index of each sequence's last real token (right padding)
+            rows = torch.arange(mask.shape[0], device=device)
+            boundaries = [captured[0][0]] + [captured[i][1] for i in range(num_layers)]
+            last_states.append(torch.stack([state[rows, last].float() for state in boundaries], dim=1).cpu())
+            for index in range(num_layers):
+                entering, leaving = captured[index]
+                cosines = torch.nn.functional.cosine_similarity(entering[mask].float(), leaving[mask].float(), dim=-1)
+                cosine_sum[index] += cosines.double().sum().cpu()
+            tokens += int(mask.sum())
+    finally:
+        for handle in handles:
+            handle.remove()
+    return LayerStats(cosine_sum=cosine_sum, tokens=tokens, last_token_states=torch.cat(last_states))
+
+
+# ---------------------------------------------------------------- choosing and removing
+
+
+def resolve_removed_layers(cfg: dict[str, Any], num_layers: int, stats: LayerStats | None = None) -> list[int]:
+    """The layer indices prune.* asks to remove; the measured methods choose from `stats`."""
+    check_prune_params(cfg, num_layers)
+    method = cfg["method"]
+    if method == "last":
+        return [num_layers - 1]
+    if method == "tail":
+        return list(range(num_layers - cfg["n_layers"], num_layers))
+    if method == "indices":
+        return sorted(cfg["indices"])
+    if stats is None:
+        raise ValueError(f"prune.method {method} needs the calibration measurements (stats)")
+    n_layers = cfg["n_layers"]
+    if method == "block_influence":
+        scores = stats.block_influence()
+        return sorted(sorted(range(num_layers), key=lambda i: scores[i])[:n_layers])
+    distances = stats.block_distances(n_layers)
+    start = min(range(len(distances)), key=lambda i: distances[i])
+    return list(range(start, start + n_layers))
 
 
 def remove_layers(model: PreTrainedModel, removed_layers: list[int]) -> PreTrainedModel:

@@ -73,6 +73,9 @@ def check_train_params(cfg: dict[str, Any]) -> None:
     require_int(cfg, "seed", "train", minimum=0)
     require_int(cfg, "max_steps", "train", minimum=-1)
     _require_number(cfg, "max_epochs", "train", 1e-9)
+    from prunetune.distill import check_kd_params  # distill builds on this module
+
+    check_kd_params(cfg)
 
 
 # ---------------------------------------------------------------- data
@@ -122,7 +125,7 @@ class DVCLiveStepCallback(DVCLiveCallback):
     """DVCLiveCallback with clean curve names (train/loss, eval/loss, ...), the trainer's global step on the
     x axis so train and eval points line up, and the history replayed after a resume so curves stay whole."""
 
-    CURVES = ("loss", "mean_token_accuracy", "entropy", "grad_norm", "learning_rate")
+    CURVES = ("loss", "mean_token_accuracy", "entropy", "grad_norm", "learning_rate", "kd_kl", "kd_ce")
 
     def setup(self, args, state, model):
         self._initialized = True  # the Live is ours; no params.yaml dump of every TrainingArguments field
@@ -238,6 +241,10 @@ def finetune(
     device = pick_device()
     model, tokenizer = load_model(model_dir, device=device, param=str(model_dir))
     check_lora_params(lora_cfg, model)
+    from prunetune.distill import DistillationTrainer, distillation_teacher, load_teacher
+
+    teacher_dir = distillation_teacher(train_cfg, read_meta(model_dir))  # kd heals pruned models only
+    teacher = load_teacher(teacher_dir, tokenizer, model, device) if teacher_dir else None
     max_length = train_cfg["max_seq_length"]
     train_data, train_too_long = build_dataset(train_examples, tokenizer, max_length)
     val_data, val_too_long = build_dataset(val_examples, tokenizer, max_length)
@@ -245,7 +252,10 @@ def finetune(
         require(len(data) > 0, "train.max_seq_length", f"leaves no {name} example ({dropped} longer than {max_length})")
 
     args = sft_config(train_cfg, scratch_dir, device)
-    fingerprint = run_fingerprint(lora_cfg, train_cfg, train_examples, val_examples, read_meta(model_dir))
+    teacher_meta = [read_meta(teacher_dir)] if teacher_dir else []
+    fingerprint = run_fingerprint(
+        lora_cfg, train_cfg, train_examples, val_examples, read_meta(model_dir), *teacher_meta
+    )
     with args.main_process_first(desc="prepare scratch dir"):
         resume_from = prepare_scratch(scratch_dir, fingerprint)
     args.eval_on_start = resume_from is None  # a resumed run has its first evaluation in its history already
@@ -267,7 +277,11 @@ def finetune(
         use_rslora=lora_cfg["use_rslora"],
         task_type="CAUSAL_LM",
     )
-    trainer = HealingTrainer(
+    trainer_class, kd_args = HealingTrainer, {}
+    if teacher is not None:
+        trainer_class = DistillationTrainer
+        kd_args = {"teacher": teacher, "kd_alpha": train_cfg["kd_alpha"], "kd_temperature": train_cfg["kd_temperature"]}
+    trainer = trainer_class(
         model=model,
         args=args,
         train_dataset=train_data,
@@ -275,6 +289,7 @@ def finetune(
         processing_class=tokenizer,
         peft_config=lora,
         callbacks=callbacks,
+        **kd_args,
     )
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume_from)
@@ -307,6 +322,7 @@ def finetune(
 
     peft_model = trainer.model
     meta = {**read_meta(model_dir), "finetuned_from": str(model_dir), "lora": lora_cfg, "train": train_cfg}
+    meta["healing"] = {"method": "kd", "teacher": str(teacher_dir)} if teacher_dir else {"method": "lora"}
     with staged_dir(out_dir) as directory:
         peft_model.save_pretrained(directory / "adapter")
         _sort_target_modules(directory / "adapter" / "adapter_config.json")

@@ -57,7 +57,7 @@ def test_repro_runs_every_stage_and_writes_the_outputs(repo):
     path, _, log = repo
     variants = ("base_full", "base_pruned", "ft_full", "ft_pruned")
     stages = ("split", "base", "prune", "finetune_full", "finetune_pruned")
-    for stage in (*stages, *(f"eval@{v}" for v in variants), *(f"qa@{v}" for v in variants)):
+    for stage in (*stages, *(f"eval@{v}" for v in variants), *(f"qa@{v}" for v in variants), "compare", "plot"):
         assert f"Running stage '{stage}'" in log
     report = json.loads((path / "data/processed/report.json").read_text())
     assert report["dropped"] == {"exact_duplicate": 1, "excluded_type": 6, "invalid": 0, "near_duplicate": 1}
@@ -74,6 +74,10 @@ def test_repro_runs_every_stage_and_writes_the_outputs(repo):
         assert metrics["efficiency"]["layers"] == (15 if "pruned" in variant else 16)
         assert len((path / f"predictions/{variant}.jsonl").read_text().splitlines()) == 48
         assert json.loads((path / f"metrics/qa/{variant}.json").read_text())["n"] == 26
+    comparison = json.loads((path / "metrics/comparison.json").read_text())
+    assert set(comparison["table"]) == set(variants)
+    for name in ("training", "quality", "qa", "efficiency", "layers"):
+        assert (path / f"plots/{name}.png").read_bytes().startswith(b"\x89PNG")
     assert (path / "dvc.lock").is_file()
 
 
@@ -105,3 +109,51 @@ def test_bad_param_fails_with_one_line(repo, tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("error: params.yaml: prune.n_layers must be below")
     assert "Traceback" not in result.stderr
+
+
+def ran_stages(log: str) -> set[str]:
+    return {line.split("'")[1] for line in log.splitlines() if line.startswith("Running stage '")}
+
+
+def test_plots_show_writes_a_page_with_every_declared_plot(repo, tmp_path):
+    path, env, _ = repo
+    run(["dvc", "plots", "show", "-o", str(tmp_path / "page")], path, env)
+    page = (tmp_path / "page/index.html").read_text()
+    declared = yaml.safe_load((path / "dvc.yaml").read_text())["plots"]
+    names = [next(iter(p)) if isinstance(p, dict) else p for p in declared]
+    assert len(names) >= 17
+    for name in names:
+        if name.endswith(".png"):
+            image = "workspace_" + name.replace("/", "_")
+            assert f'src="static/{image}"' in page, name
+            assert (tmp_path / "page/static" / image).read_bytes().startswith(b"\x89PNG")
+        else:
+            assert json.dumps(name) in page, name
+
+
+def test_push_then_pull_into_a_fresh_clone(repo, tmp_path):
+    """A local-directory remote takes `dvc push`; a clone of the commit pulls models and predictions back."""
+    path, env, _ = repo
+    run(["dvc", "remote", "add", "-d", "storage", str(tmp_path / "remote")], path, env)
+    run(["git", "add", "-A"], path, env)
+    run(["git", "commit", "-qm", "pipeline run"], path, env)
+    run(["dvc", "push"], path, env)
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(path), str(clone)], tmp_path, env)
+    assert not (clone / "models/ft_pruned").exists()
+    run(["dvc", "pull"], clone, env)
+    for output in ("models/ft_pruned/model.safetensors", "models/base/tokenizer.json", "predictions/ft_full.jsonl"):
+        assert (clone / output).read_bytes() == (path / output).read_bytes(), output
+    assert (clone / "metrics/comparison.json").read_text() == (path / "metrics/comparison.json").read_text()
+    assert "Running stage" not in run(["dvc", "repro"], clone, env).stdout  # pulled = up to date
+
+
+def test_exp_run_with_a_lora_change_reruns_only_the_fine_tune_side(repo):
+    path, env, _ = repo
+    log = run(["dvc", "exp", "run", "-S", "lora.r=16"], path, env).stdout
+    fine_tune_side = {"finetune_full", "finetune_pruned", "eval@ft_full", "eval@ft_pruned", "qa@ft_full"}
+    assert ran_stages(log) == fine_tune_side | {"qa@ft_pruned", "compare", "plot"}
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], path, env).stdout)
+    assert "16" in json.dumps(shown)
+    diff = json.loads(run(["dvc", "metrics", "diff", "HEAD", "--json"], path, env).stdout)
+    assert "metrics/eval/ft_pruned.json" in diff and "metrics/eval/base_full.json" not in diff

@@ -1,0 +1,222 @@
+"""The plot stage's charts: matplotlib PNGs for the README, and the flat tables `dvc plots` draws with vega.
+
+Every chart reads the metrics files the stages wrote; nothing here computes a metric.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from prunetune.comparison import VARIANTS  # noqa: E402
+
+VARIANT_COLORS = {"base_full": "#9ecae1", "base_pruned": "#3182bd", "ft_full": "#fdae6b", "ft_pruned": "#e6550d"}
+TRAIN_COLORS = {"full": "#3182bd", "pruned": "#e6550d"}
+# (panel title, task, metric, y label); each a group of four variant bars with its interval
+QUALITY_PANELS = (
+    ("ROUGE-L", ("summarization", "title_generation"), "rougeL", "ROUGE-L F1"),
+    ("BERTScore F1", ("summarization", "title_generation"), "bertscore_f1", "BERTScore F1 (MiniLM)"),
+    ("Tag extraction", ("tag_extraction",), "f1", "tag F1 (per article)"),
+    ("Type classification", ("type_classification",), "accuracy", "accuracy"),
+)
+TRAIN_CURVES = (
+    ("Training loss", "train/loss.tsv", "loss"),
+    ("Validation loss", "eval/loss.tsv", "loss"),
+    ("Training token accuracy", "train/mean_token_accuracy.tsv", "mean_token_accuracy"),
+    ("Validation token accuracy", "eval/mean_token_accuracy.tsv", "mean_token_accuracy"),
+)
+
+
+def read_tsv(path: Path) -> dict[str, list[float]]:
+    """A dvclive .tsv as columns of floats (an absent file is an empty series: that curve was not logged)."""
+    if not path.exists():
+        return {}
+    with path.open() as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    return {key: [float(row[key]) for row in rows] for key in (rows[0] if rows else {})}
+
+
+def _errors(values: list[float], intervals: list[list[float]]) -> np.ndarray:
+    """matplotlib's yerr from [low, high] intervals: distances below and above each value."""
+    values_arr, ci = np.asarray(values), np.asarray(intervals, dtype=float).reshape(-1, 2)
+    return np.clip(np.stack([values_arr - ci[:, 0], ci[:, 1] - values_arr]), 0, None)
+
+
+def _save(figure: plt.Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110, metadata={"Software": None})  # no version stamp: same inputs, same bytes
+    plt.close(figure)
+    return path
+
+
+def _grouped_bars(axis: plt.Axes, groups: list[str], values: dict[str, list[float]], cis: dict[str, list]) -> None:
+    width = 0.8 / len(values)
+    positions = np.arange(len(groups))
+    for offset, (variant, heights) in enumerate(values.items()):
+        axis.bar(
+            positions + (offset - (len(values) - 1) / 2) * width,
+            heights,
+            width,
+            yerr=_errors(heights, cis[variant]),
+            capsize=3,
+            label=variant,
+            color=VARIANT_COLORS.get(variant),
+        )
+    axis.set_xticks(positions, [g.replace("_", " ") for g in groups])
+    axis.grid(axis="y", alpha=0.3)
+
+
+def plot_training_curves(train_dirs: dict[str, Path], path: Path) -> Path:
+    """Loss and token accuracy on train and validation, the full and pruned fine-tunes overlaid."""
+    figure, axes = plt.subplots(2, 2, figsize=(11, 7))
+    for axis, (title, file, column) in zip(axes.flat, TRAIN_CURVES, strict=True):
+        for variant, directory in train_dirs.items():
+            series = read_tsv(directory / "plots" / "metrics" / file)
+            if series:
+                axis.plot(series["step"], series[column], marker=".", label=variant, color=TRAIN_COLORS.get(variant))
+        axis.set(title=title, xlabel="optimizer step", ylabel=column.replace("_", " "))
+        axis.grid(alpha=0.3)
+        axis.legend(title="fine-tune")
+    figure.suptitle("LoRA healing: full vs pruned model")
+    return _save(figure, path)
+
+
+def plot_quality(eval_metrics: dict[str, dict[str, Any]], path: Path) -> Path:
+    """Grouped bars per task metric with 95% intervals; the majority baseline and a log-scale perplexity."""
+    figure, axes = plt.subplots(1, len(QUALITY_PANELS) + 1, figsize=(19, 4.6))
+    for axis, (title, tasks, metric, label) in zip(axes, QUALITY_PANELS, strict=False):
+        values = {v: [eval_metrics[v][t][metric] for t in tasks] for v in VARIANTS}
+        cis = {v: [eval_metrics[v][t][f"{metric}_ci"] for t in tasks] for v in VARIANTS}
+        _grouped_bars(axis, list(tasks), values, cis)
+        axis.set(title=title, ylabel=label, ylim=(0, 1.05))
+        if metric == "accuracy":
+            baseline = eval_metrics[VARIANTS[0]]["type_classification"]["majority_baseline"]
+            axis.axhline(
+                baseline, color="black", linestyle="--", linewidth=1, label=f"majority baseline {baseline:.2f}"
+            )
+    groups = ["summarization", "title_generation", "tag_extraction", "type_classification", "all tasks"]
+    values, cis = {}, {}
+    for variant in VARIANTS:
+        metrics = eval_metrics[variant]
+        values[variant] = [metrics[t]["perplexity"] for t in groups[:-1]] + [metrics["perplexity"]]
+        cis[variant] = [metrics[t].get("perplexity_ci", [metrics[t]["perplexity"]] * 2) for t in groups[:-1]]
+        cis[variant].append(metrics["perplexity_ci"])
+    _grouped_bars(axes[-1], [g.split("_")[0] for g in groups], values, cis)
+    axes[-1].set(title="Perplexity (lower is better)", ylabel="perplexity (log scale)", yscale="log")
+    axes[-1].tick_params(axis="x", labelrotation=20)
+    axes[-1].legend(title="variant", fontsize=8)
+    axes[3].legend(fontsize=8, loc="upper right")
+    figure.suptitle("Test-set quality of the four variants (error bars: 95% bootstrap intervals)")
+    return _save(figure, path)
+
+
+def plot_qa(qa_metrics: dict[str, dict[str, Any]], path: Path) -> Path:
+    """QA accuracy by category and by difficulty, and the average log-likelihood of the gold answers."""
+    figure, axes = plt.subplots(1, 3, figsize=(15, 4.4))
+    for axis, grouping, title in ((axes[0], "by_category", "category"), (axes[1], "by_difficulty", "difficulty")):
+        groups = sorted({g for v in VARIANTS for g in qa_metrics[v].get(grouping, {})})
+        empty = {"accuracy": 0.0, "accuracy_ci": [0.0, 0.0]}
+        values = {v: [qa_metrics[v][grouping].get(g, empty)["accuracy"] for g in groups] for v in VARIANTS}
+        cis = {v: [qa_metrics[v][grouping].get(g, empty)["accuracy_ci"] for g in groups] for v in VARIANTS}
+        _grouped_bars(axis, groups, values, cis)
+        counts = [qa_metrics[VARIANTS[0]][grouping].get(g, {}).get("n", 0) for g in groups]
+        axis.set_xticks(
+            range(len(groups)), [f"{g.replace('_', ' ')}\n(n={n})" for g, n in zip(groups, counts, strict=True)]
+        )
+        axis.set(title=f"QA accuracy by {title}", ylabel="accuracy", ylim=(0, 1.05))
+    axes[0].legend(title="variant", fontsize=8)
+    loglik = [qa_metrics[v]["gold_avg_loglik"] for v in VARIANTS]
+    axes[2].bar(
+        range(len(VARIANTS)),
+        loglik,
+        yerr=_errors(loglik, [qa_metrics[v]["gold_avg_loglik_ci"] for v in VARIANTS]),
+        capsize=3,
+        color=[VARIANT_COLORS[v] for v in VARIANTS],
+    )
+    axes[2].set_xticks(range(len(VARIANTS)), VARIANTS)
+    axes[2].set(title="Gold answer log-likelihood (higher is better)", ylabel="mean log-prob per answer token")
+    axes[2].grid(axis="y", alpha=0.3)
+    figure.suptitle(f"Q&A set ({qa_metrics[VARIANTS[0]]['n']} questions; error bars: 95% bootstrap intervals)")
+    return _save(figure, path)
+
+
+def plot_efficiency(eval_metrics: dict[str, dict[str, Any]], path: Path) -> Path:
+    """What each variant costs (size on disk, decode speed) against what it keeps (test perplexity)."""
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+    panels = (("size_mb", "size on disk (MB)"), ("decode_tokens_per_s_b8", "decode tokens/s (batch 8)"))
+    for axis, (key, label) in zip(axes, panels, strict=True):
+        for variant in VARIANTS:
+            metrics = eval_metrics[variant]
+            x, y, (low, high) = metrics["efficiency"][key], metrics["perplexity"], metrics["perplexity_ci"]
+            axis.errorbar(x, y, yerr=[[y - low], [high - y]], fmt="o", capsize=3, color=VARIANT_COLORS[variant])
+            axis.annotate(variant, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=9)
+        axis.set(xlabel=label, ylabel="test perplexity (lower is better)", yscale="log")
+        axis.grid(alpha=0.3)
+    axes[0].set_title("Quality against size")
+    axes[1].set_title("Quality against decode speed")
+    return _save(figure, path)
+
+
+def plot_layer_scores(prune_metrics: dict[str, Any], path: Path) -> Path:
+    """Per-layer importance with the removed layers marked (or, without scores, which layers went)."""
+    removed = set(prune_metrics["removed_layers"])
+    layers = range(prune_metrics["layers_before"])
+    scores = prune_metrics.get("layer_scores")
+    figure, axis = plt.subplots(figsize=(10, 4))
+    heights = scores if scores else [1.0] * len(layers)
+    colors = ["#e6550d" if layer in removed else "#3182bd" for layer in layers]
+    axis.bar(list(layers), heights, color=colors)
+    axis.set_xticks(list(layers))
+    axis.set(xlabel="decoder layer", ylabel="block influence (1 − cos in/out)" if scores else "")
+    if not scores:
+        axis.set_yticks([])
+    axis.bar([], [], color="#e6550d", label=f"removed ({prune_metrics['method']})")
+    axis.bar([], [], color="#3182bd", label="kept")
+    axis.legend()
+    axis.set_title(f"Layers: {len(layers)} -> {prune_metrics['layers_after']}, removed {sorted(removed)}")
+    axis.grid(axis="y", alpha=0.3)
+    return _save(figure, path)
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
+    """A flat table for `dvc plots` (vega reads CSV with a header)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def variant_rows(comparison: dict[str, Any], eval_metrics: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per variant: the table's columns plus size and speed, what the vega bar and scatter plots read."""
+    rows = []
+    for variant in VARIANTS:
+        row = {"variant": variant}
+        row.update({k: v for k, v in comparison["table"][variant].items() if not k.endswith("_ci")})
+        efficiency = eval_metrics[variant]["efficiency"]
+        row.update(
+            size_mb=efficiency["size_mb"],
+            params=efficiency["params"],
+            decode_tokens_per_s_b1=efficiency["decode_tokens_per_s_b1"],
+            decode_tokens_per_s_b8=efficiency["decode_tokens_per_s_b8"],
+        )
+        rows.append(row)
+    return rows
+
+
+def layer_rows(prune_metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    removed = set(prune_metrics["removed_layers"])
+    scores = prune_metrics.get("layer_scores") or [None] * prune_metrics["layers_before"]
+    return [
+        {"layer": layer, "score": score if score is not None else "", "removed": int(layer in removed)}
+        for layer, score in enumerate(scores)
+    ]

@@ -1,0 +1,245 @@
+"""The pruning sweep's report: quality against parameters and decode speed over DVC experiments, as a Pareto plot
+and the table behind it.
+
+Run the sweep first (each experiment is a full pipeline run from the committed tree):
+
+    for n in 1 2 4 8; do for m in block_influence angular tail; do
+        dvc exp run --queue -n "$m-$n" -S prune.method=$m -S prune.n_layers=$n
+    done; done
+    dvc queue start          # then `dvc queue status` until every task is done
+    prunetune sweep-report --out reports/sweep
+
+The report reads `dvc exp show --json`: params.yaml, metrics/prune.json and metrics/eval/<variant>.json of each
+experiment (lists such as removed_layers are not part of exp show's output, so they are not in the table).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from prunetune.config import PrunetuneError
+
+PARAMS_FILE, PRUNE_METRICS = "params.yaml", "metrics/prune.json"
+SPEED_KEYS = ("decode_tokens_per_s_b1", "decode_tokens_per_s")  # single-sequence decode first
+TABLE_QUALITY = ("summarization.rougeL", "title_generation.rougeL", "perplexity")
+COLUMNS = ("experiment", "rev", "variant", "method", "n_layers", "healing", "layers", "params", "decode_tokens_per_s")
+
+
+def lower_is_better(metric: str) -> bool:
+    return metric.rsplit(".", 1)[-1] == "perplexity"
+
+
+def _lookup(data: dict[str, Any], dotted: str) -> Any:
+    for key in dotted.split("."):
+        if not isinstance(data, dict) or key not in data:
+            return None
+        data = data[key]
+    return data
+
+
+def _file_data(files: dict[str, Any], path: str) -> dict[str, Any]:
+    entry = (files or {}).get(path) or {}
+    return entry.get("data") or {}
+
+
+def _states(exp_show: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(name, ExpState) pairs: experiments first, then their baselines, the workspace last, so that the duplicate
+    left after `dvc exp run` applies an experiment to the workspace is dropped, not the named experiment."""
+    baselines = []
+    for baseline in exp_show:
+        for exp_range in baseline.get("experiments") or []:
+            for state in exp_range.get("revs") or []:
+                yield exp_range.get("name") or state.get("name") or state["rev"][:7], state
+        baselines.append(baseline)
+    baselines.sort(key=lambda state: state.get("rev") == "workspace")
+    for state in baselines:
+        yield state.get("name") or state["rev"][:7], state
+
+
+def _row(name: str, rev: str, variant: str, params: dict[str, Any], prune: dict, evaluation: dict) -> dict[str, Any]:
+    efficiency = evaluation.get("efficiency") or {}
+    speed = next((efficiency[key] for key in SPEED_KEYS if key in efficiency), None)
+    unpruned = variant.endswith("_full")
+    row = {
+        "experiment": name,
+        "rev": rev if rev == "workspace" else rev[:7],
+        "variant": variant,
+        "method": "none" if unpruned else _lookup(params, "prune.method"),
+        "n_layers": 0 if unpruned else _lookup(params, "prune.n_layers"),
+        "healing": _lookup(params, "train.method") or "lora",
+        "layers": (None if unpruned else prune.get("layers_after")) or efficiency.get("layers"),
+        "params": (None if unpruned else prune.get("params_after")) or efficiency.get("params"),
+        "decode_tokens_per_s": speed,
+    }
+    if row["method"] == "last":
+        row["n_layers"] = 1
+    return row | {"_eval": evaluation}
+
+
+def experiment_rows(
+    exp_show: list[dict[str, Any]], variant: str = "ft_pruned", reference: str | None = "ft_full"
+) -> list[dict[str, Any]]:
+    """One row per experiment that has metrics/eval/<variant>.json (queued, running and failed ones have none),
+    identical results once, plus one row for the unpruned reference variant (the first experiment that has it)."""
+    rows, seen, reference_row = [], set(), None
+    for name, state in _states(exp_show):
+        data = state.get("data") or {}
+        params = _file_data(data.get("params"), PARAMS_FILE)
+        metrics = data.get("metrics") or {}
+        evaluation = _file_data(metrics, f"metrics/eval/{variant}.json")
+        if not evaluation:
+            continue
+        key = json.dumps([params, {path: _file_data(metrics, path) for path in sorted(metrics)}], sort_keys=True)
+        if key in seen:
+            continue
+        seen.add(key)
+        rows.append(_row(name, state["rev"], variant, params, _file_data(metrics, PRUNE_METRICS), evaluation))
+        reference_eval = _file_data(metrics, f"metrics/eval/{reference}.json") if reference else {}
+        if reference_row is None and reference_eval:
+            reference_row = _row(f"{reference} (unpruned)", state["rev"], reference, params, {}, reference_eval)
+    return rows + ([reference_row] if reference_row else [])
+
+
+def add_quality(rows: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
+    """The table's quality columns (and the plotted metric) read from each row's eval metrics."""
+    for row in rows:
+        for name in dict.fromkeys((*TABLE_QUALITY, metric)):
+            row[name] = _lookup(row["_eval"], name)
+    return rows
+
+
+def pareto_mask(costs: list[float], qualities: list[float]) -> list[bool]:
+    """True where no other point is at least as cheap and at least as good, and strictly better in one of the two."""
+    points = list(zip(costs, qualities, strict=True))
+    return [
+        not any(c <= cost and q >= quality and (c < cost or q > quality) for c, q in points) for cost, quality in points
+    ]
+
+
+def mark_pareto(rows: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
+    """pareto_params and pareto_speed flags: on the front of (fewer parameters | faster decoding, better quality)."""
+    sign = -1 if lower_is_better(metric) else 1
+    for axis, column, cost_sign in (("params", "pareto_params", 1), ("decode_tokens_per_s", "pareto_speed", -1)):
+        usable = [r for r in rows if isinstance(r.get(axis), int | float) and isinstance(r.get(metric), int | float)]
+        flags = pareto_mask([cost_sign * r[axis] for r in usable], [sign * r[metric] for r in usable])
+        for row in rows:
+            row[column] = False
+        for row, flag in zip(usable, flags, strict=True):
+            row[column] = flag
+    return rows
+
+
+def _table_columns(metric: str) -> list[str]:
+    return [*COLUMNS, *dict.fromkeys((*TABLE_QUALITY, metric)), "pareto_params", "pareto_speed"]
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}" if math.isfinite(value) else str(value)
+    return str(value)
+
+
+def write_table(rows: list[dict[str, Any]], metric: str, out_dir: Path) -> tuple[Path, Path]:
+    """sweep.csv and sweep.md: the numbers behind the plot, one row per experiment."""
+    columns = _table_columns(metric)
+    csv_path, md_path = out_dir / "sweep.csv", out_dir / "sweep.md"
+    with csv_path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = [
+        f"Pruning sweep: {metric} ({'lower' if lower_is_better(metric) else 'higher'} is better) against parameters "
+        "and decode speed; pareto_*: on the Pareto front of that pair.",
+        "",
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
+        *("| " + " | ".join(_cell(row.get(c)) for c in columns) + " |" for row in rows),
+    ]
+    md_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return csv_path, md_path
+
+
+def draw_pareto(rows: list[dict[str, Any]], metric: str, out_path: Path) -> Path:
+    """Two panels, quality against parameters and against decode tokens/s, the Pareto front drawn as a step line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = sorted({str(row["method"]) for row in rows})
+    colors = {method: plt.get_cmap("tab10")(i % 10) for i, method in enumerate(methods)}
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.8), constrained_layout=True)
+    # where: the step holds the best quality reachable within a size budget (post) or above a speed floor (pre)
+    panels = (
+        (axes[0], "params", "pareto_params", "parameters", "post"),
+        (axes[1], "decode_tokens_per_s", "pareto_speed", "decode tokens/s (batch 1)", "pre"),
+    )
+    for axis, x_key, front_key, x_label, where in panels:
+        usable = [r for r in rows if isinstance(r.get(x_key), int | float) and isinstance(r.get(metric), int | float)]
+        for method in methods:
+            points = [r for r in usable if str(r["method"]) == method]
+            if points:
+                axis.scatter(
+                    [r[x_key] for r in points],
+                    [r[metric] for r in points],
+                    color=colors[method],
+                    marker="*" if method == "none" else "o",
+                    s=120 if method == "none" else 45,
+                    label="unpruned" if method == "none" else method,
+                    zorder=3,
+                )
+        for row in usable:
+            label = "unpruned" if row["method"] == "none" else f"{row['method']} n={row['n_layers']}"
+            axis.annotate(label, (row[x_key], row[metric]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        front = sorted((r for r in usable if r[front_key]), key=lambda r: r[x_key])
+        if len(front) > 1:
+            axis.step([r[x_key] for r in front], [r[metric] for r in front], where=where, color="grey", ls="--",
+                      lw=1, label="Pareto front", zorder=2)  # fmt: skip
+        axis.set_xlabel(x_label)
+        axis.set_ylabel(f"{metric} ({'lower' if lower_is_better(metric) else 'higher'} is better)")
+        axis.grid(alpha=0.3)
+    axes[0].set_title("quality against size")
+    axes[1].set_title("quality against decode speed")
+    axes[1].legend(fontsize=8, loc="best")
+    figure.savefig(out_path, dpi=120)
+    plt.close(figure)
+    return out_path
+
+
+def read_experiments(all_commits: bool = False) -> list[dict[str, Any]]:
+    """`dvc exp show --json` of the repository in the working directory, parsed."""
+    command = [sys.executable, "-m", "dvc", "exp", "show", "--json", *(["--all-commits"] if all_commits else [])]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise PrunetuneError(f"sweep-report: `dvc exp show --json` failed: {last}")
+    return json.loads(result.stdout)
+
+
+def sweep_report(
+    exp_show: list[dict[str, Any]], out_dir: Path, variant: str = "ft_pruned", metric: str = "summarization.rougeL"
+) -> dict[str, Path]:
+    """Rows from exp-show JSON, their Pareto flags, and the plot and tables written to out_dir."""
+    rows = experiment_rows(exp_show, variant)
+    pruned = [row for row in rows if row["variant"] == variant]
+    if not pruned:
+        raise PrunetuneError(
+            f"sweep-report: no experiment has metrics/eval/{variant}.json; run the sweep (dvc exp run --queue ..., "
+            "dvc queue start) and wait for it to finish"
+        )
+    add_quality(rows, metric)
+    if all(row[metric] is None for row in pruned):
+        raise PrunetuneError(f"sweep-report: metrics/eval/{variant}.json has no metric '{metric}' in any experiment")
+    mark_pareto(rows, metric)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path, md_path = write_table(rows, metric, out_dir)
+    return {"plot": draw_pareto(rows, metric, out_dir / "sweep.png"), "csv": csv_path, "markdown": md_path}

@@ -1,0 +1,39 @@
+"""plot stage: every metrics file -> plots/*.png (README, `dvc plots show`) + plots/data/*.csv (vega plots)."""
+
+from pathlib import Path
+
+from prunetune.comparison import VARIANTS
+from prunetune.config import run_stage
+from prunetune.data import read_json
+from prunetune.plots import (
+    layer_rows,
+    plot_efficiency,
+    plot_layer_scores,
+    plot_qa,
+    plot_quality,
+    plot_training_curves,
+    variant_rows,
+    write_csv,
+)
+
+OUT = Path("plots")
+
+
+def main() -> None:
+    eval_metrics = {v: read_json(f"metrics/eval/{v}.json") for v in VARIANTS}
+    qa_metrics = {v: read_json(f"metrics/qa/{v}.json") for v in VARIANTS}
+    prune_metrics = read_json("metrics/prune.json")
+    written = [
+        plot_training_curves({v: Path(f"metrics/train/{v}") for v in ("full", "pruned")}, OUT / "training.png"),
+        plot_quality(eval_metrics, OUT / "quality.png"),
+        plot_qa(qa_metrics, OUT / "qa.png"),
+        plot_efficiency(eval_metrics, OUT / "efficiency.png"),
+        plot_layer_scores(prune_metrics, OUT / "layers.png"),
+        write_csv(OUT / "data/variants.csv", variant_rows(read_json("metrics/comparison.json"), eval_metrics)),
+        write_csv(OUT / "data/layers.csv", layer_rows(prune_metrics)),
+    ]
+    print("plot: wrote " + ", ".join(str(path) for path in written))
+
+
+if __name__ == "__main__":
+    run_stage(main)

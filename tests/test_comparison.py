@@ -1,0 +1,180 @@
+"""The comparison report against hand-worked numbers, and the plot stage on a small fixture."""
+
+import csv
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from prunetune.comparison import PAIRS, VARIANTS, compare, render_markdown
+from prunetune.config import PrunetuneError
+
+ROOT = Path(__file__).resolve().parents[1]
+TASK_SCORES = {
+    "summarization": ("rougeL", "rouge1", "rouge2", "bertscore_f1"),
+    "title_generation": ("rougeL", "rouge1", "rouge2", "bertscore_f1"),
+    "tag_extraction": ("f1", "exact_match", "jaccard"),
+    "type_classification": ("accuracy",),
+}
+# per variant: the score of article a1 and a2 on every task, (nll_sum a1, a2), QA correctness of q1..q3
+FIXTURE = {
+    "base_full": (0.1, 0.2, (1.0, 1.0), (0, 1, 0)),
+    "base_pruned": (0.1, 0.1, (1.0, 2.0), (0, 1, 0)),
+    "ft_full": (0.2, 0.1, (1.0, 1.0), (0, 1, 0)),
+    "ft_pruned": (0.5, 0.3, (2.0, 4.0), (1, 1, 0)),
+}
+TOKENS = (1, 2)  # answer tokens of a1, a2
+
+
+def fixture_inputs() -> tuple[dict, dict, dict, dict]:
+    eval_metrics, qa_metrics, predictions, qa_predictions = {}, {}, {}, {}
+    for variant, (score_1, score_2, nll, correct) in FIXTURE.items():
+        mean = (score_1 + score_2) / 2
+        metrics = {}
+        for task, names in TASK_SCORES.items():
+            metrics[task] = {}
+            for name in names:
+                metrics[task][name], metrics[task][f"{name}_ci"] = mean, [min(score_1, score_2), max(score_1, score_2)]
+            metrics[task]["perplexity"], metrics[task]["perplexity_ci"] = 5.0, [4.0, 6.0]
+        metrics["type_classification"]["majority_baseline"] = 0.5
+        ppl = math.exp(sum(nll) / sum(TOKENS))
+        metrics.update(perplexity=ppl, perplexity_ci=[ppl * 0.9, ppl * 1.1])
+        metrics["efficiency"] = {
+            "size_mb": 3.5 if "full" in variant else 3.3,
+            "params": 100 if "full" in variant else 90,
+            "decode_tokens_per_s_b1": 100.0,
+            "decode_tokens_per_s_b8": 800.0 if "full" in variant else 850.0,
+        }
+        eval_metrics[variant] = metrics
+        predictions[variant] = [
+            {
+                "task": task,
+                "article_id": article,
+                "scores": dict.fromkeys(TASK_SCORES[task], score),
+                # an article's NLL and tokens spread over its four task rows: the totals stay 6 over 3 tokens
+                "nll_sum": nll_sum / len(TASK_SCORES),
+                "answer_tokens": tokens / len(TASK_SCORES),
+            }
+            for task in TASK_SCORES
+            for article, score, nll_sum, tokens in zip(("a1", "a2"), (score_1, score_2), nll, TOKENS, strict=True)
+        ]
+        accuracy = sum(correct) / 3
+        qa_metrics[variant] = {
+            "accuracy": accuracy,
+            "accuracy_ci": [0.0, 1.0],
+            "n": 3,
+            "gold_avg_loglik": -2.0,
+            "gold_avg_loglik_ci": [-2.5, -1.5],
+            "by_category": {"factual": {"accuracy": accuracy, "accuracy_ci": [0.0, 1.0], "n": 3}},
+            "by_difficulty": {"easy": {"accuracy": accuracy, "accuracy_ci": [0.0, 1.0], "n": 3}},
+        }
+        qa_predictions[variant] = [{"id": f"q{i}", "correct": bool(c)} for i, c in enumerate(correct, 1)]
+    return eval_metrics, qa_metrics, predictions, qa_predictions
+
+
+def test_table_holds_each_variants_numbers_with_intervals():
+    comparison = compare(*fixture_inputs())
+    row = comparison["table"]["ft_pruned"]
+    assert row["summarization_rougeL"] == pytest.approx(0.4)
+    assert row["summarization_rougeL_ci"] == [0.3, 0.5]
+    assert row["type_accuracy"] == pytest.approx(0.4)
+    assert row["perplexity"] == pytest.approx(math.exp(6 / 3))
+    assert row["qa_accuracy"] == pytest.approx(2 / 3)
+    assert set(comparison["differences"]) == {f"{a}-{b}" for a, b in PAIRS}
+
+
+def test_paired_differences_against_a_direct_computation():
+    differences = compare(*fixture_inputs())["differences"]
+    # ft_pruned - ft_full on ROUGE-L: per-article differences 0.3 and 0.2, so every resample's mean lies in
+    # [0.2, 0.3] and the interval excludes zero
+    rouge = differences["ft_pruned-ft_full"]["summarization_rougeL"]
+    assert rouge["diff"] == pytest.approx(0.25)
+    assert 0.2 - 1e-9 <= rouge["ci"][0] <= rouge["ci"][1] <= 0.3 + 1e-9
+    assert rouge["excludes_zero"] and rouge["n"] == 2
+    # perplexity: token-weighted over all rows, exp(sum NLL / sum tokens) for each side
+    perplexity = differences["ft_pruned-ft_full"]["perplexity"]
+    assert perplexity["diff"] == pytest.approx(math.exp(6 / 3) - math.exp(2 / 3))
+    assert perplexity["n"] == 8
+    # QA: per-question differences 1, 0, 0 -> mean 1/3; a resample of only zeros is likely, so zero is inside
+    qa = differences["ft_pruned-ft_full"]["qa_accuracy"]
+    assert qa["diff"] == pytest.approx(1 / 3)
+    assert qa["ci"][0] == 0.0 and not qa["excludes_zero"]
+    # identical variants on a task: a zero difference whose interval is [0, 0], which does not exclude zero
+    same = differences["ft_full-base_full"]["perplexity"]
+    assert same["diff"] == 0.0 and same["ci"] == [0.0, 0.0] and not same["excludes_zero"]
+    # base_full - base_pruned scores (0.1, 0.2) vs (0.1, 0.1): direct mean difference -0.05
+    assert differences["base_pruned-base_full"]["title_rougeL"]["diff"] == pytest.approx(-0.05)
+
+
+def test_variants_scored_on_different_examples_are_refused():
+    eval_metrics, qa_metrics, predictions, qa_predictions = fixture_inputs()
+    predictions["ft_full"] = predictions["ft_full"][:-1]
+    with pytest.raises(PrunetuneError, match="predictions/ft_pruned.jsonl and predictions/ft_full.jsonl score"):
+        compare(eval_metrics, qa_metrics, predictions, qa_predictions)
+
+
+def test_markdown_report_marks_differences_that_exclude_zero():
+    comparison = compare(*fixture_inputs())
+    text = render_markdown(comparison, {"summarization": 2, "qa": 3})
+    table_rows = [line for line in text.splitlines() if line.startswith("| ")]
+    assert len(table_rows) == 2 + len(VARIANTS) + len(PAIRS)  # two headings, four variants, four pairs
+    pruned_vs_full = next(line for line in table_rows if line.startswith("| ft_pruned − ft_full"))
+    assert "**+0.250 [" in pruned_vs_full  # summarization ROUGE-L, interval excludes zero
+    assert "| +0.333 [" in pruned_vs_full  # QA, interval touches zero: not bold
+
+
+def write_fixture_workspace(path: Path) -> None:
+    eval_metrics, qa_metrics, predictions, qa_predictions = fixture_inputs()
+    for variant in VARIANTS:
+        for folder, payload in (("metrics/eval", eval_metrics), ("metrics/qa", qa_metrics)):
+            (path / folder).mkdir(parents=True, exist_ok=True)
+            (path / folder / f"{variant}.json").write_text(json.dumps(payload[variant]))
+        (path / "predictions").mkdir(exist_ok=True)
+        for name, rows in ((variant, predictions[variant]), (f"qa_{variant}", qa_predictions[variant])):
+            (path / "predictions" / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    prune = {"method": "block_influence", "removed_layers": [2], "layers_before": 4, "layers_after": 3}
+    prune["layer_scores"] = [0.5, 0.3, 0.01, 0.2]
+    (path / "metrics/prune.json").write_text(json.dumps(prune))
+    for variant in ("full", "pruned"):
+        for file, column in (("train/loss.tsv", "loss"), ("eval/loss.tsv", "loss")):
+            tsv = path / f"metrics/train/{variant}/plots/metrics/{file}"
+            tsv.parent.mkdir(parents=True, exist_ok=True)
+            tsv.write_text(f"step\t{column}\n0\t3.0\n2\t2.5\n")
+    (path / "params.yaml").write_text("eval:\n  bootstrap_resamples: 200\n  seed: 0\n")
+
+
+def test_compare_and_plot_stages_on_a_small_fixture(tmp_path):
+    write_fixture_workspace(tmp_path)
+    for stage in ("compare", "plot"):
+        result = subprocess.run(
+            [sys.executable, str(ROOT / f"stages/{stage}.py")], cwd=tmp_path, capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+    comparison = json.loads((tmp_path / "metrics/comparison.json").read_text())
+    assert comparison["differences"]["ft_pruned-ft_full"]["summarization_rougeL"]["diff"] == pytest.approx(0.25)
+    assert "| ft_pruned |" in (tmp_path / "reports/comparison.md").read_text()
+    for name in ("training", "quality", "qa", "efficiency", "layers"):
+        png = (tmp_path / f"plots/{name}.png").read_bytes()
+        assert png.startswith(b"\x89PNG") and len(png) > 10_000
+    with (tmp_path / "plots/data/variants.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["variant"] for r in rows] == list(VARIANTS)
+    assert float(rows[3]["summarization_rougeL"]) == pytest.approx(0.4)
+    assert float(rows[3]["decode_tokens_per_s_b8"]) == 850.0
+    with (tmp_path / "plots/data/layers.csv").open() as handle:
+        layers = list(csv.DictReader(handle))
+    assert [int(r["removed"]) for r in layers] == [0, 0, 1, 0] and float(layers[2]["score"]) == 0.01
+
+
+def test_plot_stage_names_a_missing_metrics_file(tmp_path):
+    write_fixture_workspace(tmp_path)
+    subprocess.run([sys.executable, str(ROOT / "stages/compare.py")], cwd=tmp_path, check=True, capture_output=True)
+    (tmp_path / "metrics/qa/ft_pruned.json").unlink()
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "stages/plot.py")], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("error: metrics/qa/ft_pruned.json: not found")
