@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
 from prunetune.models import count_parameters
 from prunetune.pruning import decoder_layers
+
+T = TypeVar("T")
 
 
 def model_size(model: Any, model_dir: str | Path) -> dict[str, float]:
@@ -28,9 +31,18 @@ def model_size(model: Any, model_dir: str | Path) -> dict[str, float]:
     }
 
 
-def _synchronize(device: torch.device) -> None:
+def timed(fn: Callable[[], T], device: torch.device) -> tuple[T, float]:
+    """fn's result and its seconds: CUDA events on a GPU (the device's own clock), perf_counter elsewhere."""
     if device.type == "cuda":
-        torch.cuda.synchronize(device)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        result = fn()
+        end.record()
+        end.synchronize()
+        return result, start.elapsed_time(end) / 1000
+    started = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - started
 
 
 @torch.no_grad()
@@ -40,30 +52,38 @@ def time_prefill_and_decode(model: Any, batch_size: int, prompt_tokens: int, new
     generator = torch.Generator().manual_seed(0)
     input_ids = torch.randint(10, model.config.vocab_size, (batch_size, prompt_tokens), generator=generator)
     input_ids = input_ids.to(device)
-    _synchronize(device)
-    started = time.perf_counter()
-    output = model(input_ids=input_ids, use_cache=True)
-    _synchronize(device)
-    prefilled = time.perf_counter()
-    cache, next_token = output.cache, output.logits[:, -1:].argmax(-1)
-    for _ in range(new_tokens):
-        output = model(input_ids=next_token, cache=cache, use_cache=True)
-        cache, next_token = output.cache, output.logits[:, -1:].argmax(-1)
-    _synchronize(device)
-    return prefilled - started, time.perf_counter() - prefilled
+    output, prefill_s = timed(lambda: model(input_ids=input_ids, use_cache=True, logits_to_keep=1), device)
+
+    def decode() -> None:
+        step = output
+        for _ in range(new_tokens):
+            next_token = step.logits[:, -1:].argmax(-1)
+            step = model(input_ids=next_token, cache=step.cache, use_cache=True)
+
+    _, decode_s = timed(decode, device)
+    return prefill_s, decode_s
+
+
+def compare_speed(models: dict[str, Any], cfg: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Prefill latency (ms) and decode throughput (tokens/s) of each model at batch 1 and at cfg['batch_size'].
+
+    The models take turns within every repeat, so a ratio between two of them is measured under the same load."""
+    speed: dict[str, dict[str, float]] = {name: {} for name in models}
+    for label, batch_size in (("b1", 1), (f"b{cfg['batch_size']}", cfg["batch_size"])):
+        for model in models.values():
+            time_prefill_and_decode(model, batch_size, cfg["prompt_tokens"], 2)  # warm-up
+        runs: dict[str, list[tuple[float, float]]] = {name: [] for name in models}
+        for _ in range(cfg["repeats"]):
+            for name, model in models.items():
+                runs[name].append(time_prefill_and_decode(model, batch_size, cfg["prompt_tokens"], cfg["new_tokens"]))
+        for name, timings in runs.items():
+            speed[name][f"prefill_ms_{label}"] = 1000 * statistics.median(prefill for prefill, _ in timings)
+            speed[name][f"decode_tokens_per_s_{label}"] = statistics.median(
+                batch_size * cfg["new_tokens"] / decode for _, decode in timings
+            )
+    return speed
 
 
 def measure_speed(model: Any, cfg: dict[str, Any]) -> dict[str, float]:
     """Prefill latency (ms) and decode throughput (tokens/s) at batch 1 and at cfg['batch_size']."""
-    speed: dict[str, float] = {}
-    for label, batch_size in (("b1", 1), (f"b{cfg['batch_size']}", cfg["batch_size"])):
-        time_prefill_and_decode(model, batch_size, cfg["prompt_tokens"], 2)  # warm-up
-        runs = [
-            time_prefill_and_decode(model, batch_size, cfg["prompt_tokens"], cfg["new_tokens"])
-            for _ in range(cfg["repeats"])
-        ]
-        speed[f"prefill_ms_{label}"] = 1000 * statistics.median(prefill for prefill, _ in runs)
-        speed[f"decode_tokens_per_s_{label}"] = statistics.median(
-            batch_size * cfg["new_tokens"] / decode for _, decode in runs
-        )
-    return speed
+    return compare_speed({"model": model}, cfg)["model"]

@@ -14,11 +14,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
 from prunetune.comparison import VARIANTS  # noqa: E402
 
 VARIANT_COLORS = {"base_full": "#9ecae1", "base_pruned": "#3182bd", "ft_full": "#fdae6b", "ft_pruned": "#e6550d"}
 TRAIN_COLORS = {"full": "#3182bd", "pruned": "#e6550d"}
+REMOVED_COLOR, KEPT_COLOR = "#e6550d", "#3182bd"
 # (panel title, task, metric, y label); each a group of four variant bars with its interval
 QUALITY_PANELS = (
     ("ROUGE-L", ("summarization", "title_generation"), "rougeL", "ROUGE-L F1"),
@@ -166,23 +168,38 @@ def plot_efficiency(eval_metrics: dict[str, dict[str, Any]], path: Path) -> Path
 
 
 def plot_layer_scores(prune_metrics: dict[str, Any], path: Path) -> Path:
-    """Per-layer importance with the removed layers marked (or, without scores, which layers went)."""
+    """Per-layer Block Influence (log axis: deep layers score near zero) with the removed layers marked, and for
+    `angular` the distance of every block; without scores, only which layers went."""
     removed = set(prune_metrics["removed_layers"])
-    layers = range(prune_metrics["layers_before"])
+    layers = list(range(prune_metrics["layers_before"]))
     scores = prune_metrics.get("layer_scores")
-    figure, axis = plt.subplots(figsize=(10, 4))
-    heights = scores if scores else [1.0] * len(layers)
-    colors = ["#e6550d" if layer in removed else "#3182bd" for layer in layers]
-    axis.bar(list(layers), heights, color=colors)
-    axis.set_xticks(list(layers))
-    axis.set(xlabel="decoder layer", ylabel="block influence (1 − cos in/out)" if scores else "")
-    if not scores:
+    distances = prune_metrics.get("block_distances")
+    figure, axes = plt.subplots(1, 2 if distances else 1, figsize=(15 if distances else 10, 4.2), squeeze=False)
+    axis = axes[0][0]
+    colors = [REMOVED_COLOR if layer in removed else KEPT_COLOR for layer in layers]
+    axis.bar(layers, scores if scores else [1.0] * len(layers), color=colors)
+    axis.set_xticks(layers)
+    if scores:
+        axis.set(ylabel="block influence, 1 − cos(in, out) (log)", yscale="log")
+    else:
         axis.set_yticks([])
-    axis.bar([], [], color="#e6550d", label=f"removed ({prune_metrics['method']})")
-    axis.bar([], [], color="#3182bd", label="kept")
-    axis.legend()
-    axis.set_title(f"Layers: {len(layers)} -> {prune_metrics['layers_after']}, removed {sorted(removed)}")
+    axis.set(xlabel="decoder layer", title=f"{len(layers)} → {prune_metrics['layers_after']} layers")
+    handles = [Patch(color=REMOVED_COLOR, label=f"removed ({prune_metrics['method']})"), Patch(color=KEPT_COLOR)]
+    handles[1].set_label("kept")
+    axis.legend(handles=handles)
     axis.grid(axis="y", alpha=0.3)
+    if distances:
+        n_layers = len(layers) - prune_metrics["layers_after"]
+        chosen = min(removed)
+        starts = list(range(len(distances)))
+        axes[0][1].bar(starts, distances, color=[REMOVED_COLOR if s == chosen else KEPT_COLOR for s in starts])
+        axes[0][1].set_xticks(starts)
+        axes[0][1].set(
+            xlabel=f"first layer ℓ of the {n_layers}-layer block",
+            ylabel="angular distance arccos(cos(x_ℓ, x_ℓ+n))/π",
+            title="Angular distance per block (smallest removed)",
+        )
+        axes[0][1].grid(axis="y", alpha=0.3)
     return _save(figure, path)
 
 
