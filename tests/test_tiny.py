@@ -39,6 +39,16 @@ def test_special_tokens_are_single_tokens_and_text_round_trips(tiny_model):
     assert tokenizer.decode(tokenizer(text)["input_ids"], skip_special_tokens=True) == text
 
 
+def test_a_paragraph_break_is_one_token_as_in_llama3():
+    """GPT-2's split cuts "\n\n" before a word in two, so every chat header would end in a lone "\n" that a
+    weak model then repeats; Llama 3's split keeps it whole."""
+    texts = [f"{make_article(i)['content']}\n\nSecond paragraph {i}\n\nThird\n\nFourth" for i in range(10)]
+    tokenizer = train_tokenizer(texts, 512)
+    prompt = tokenizer.apply_chat_template(MESSAGES[:2], tokenize=True, add_generation_prompt=True)["input_ids"]
+    assert tokenizer.convert_ids_to_tokens(prompt[-2:]) == ["<|end_header_id|>", "ĊĊ"]
+    assert tokenizer.decode(tokenizer("one\n\ntwo")["input_ids"], skip_special_tokens=True) == "one\n\ntwo"
+
+
 def test_tokenizer_training_is_deterministic():
     texts = [make_article(i)["content"] for i in range(10)]
     a, b = train_tokenizer(texts, 400), train_tokenizer(texts, 400)
