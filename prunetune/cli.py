@@ -75,6 +75,31 @@ def sweep_report(args: argparse.Namespace) -> None:
     run_stage(report)
 
 
+def bench(args: argparse.Namespace) -> None:
+    """Batched vs one-at-a-time generation, full vs pruned speed, training batching: figures for BENCHMARKS.md."""
+    import json
+
+    from prunetune.bench import run_bench, summary_lines
+    from prunetune.config import run_stage
+
+    def measure() -> None:
+        result = run_bench(
+            arch=args.arch,
+            random_init=args.random_init,
+            quick=args.quick,
+            device_name=args.device,
+            batch_size=args.batch_size,
+            prompts_per_task=args.prompts_per_task,
+            threads=args.threads,
+        )
+        if args.json:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        print("\n".join(summary_lines(result)))
+
+    run_stage(measure)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="prunetune", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -106,6 +131,20 @@ def main(argv: list[str] | None = None) -> None:
     sweep.add_argument("--all-commits", action="store_true", help="experiments of every commit, not only HEAD's")
     sweep.add_argument("--from-json", help="read a saved `dvc exp show --json` output instead of running it")
     sweep.set_defaults(run=sweep_report)
+    timing = commands.add_parser("bench", help="measure generation, pruning and training speed (BENCHMARKS.md)")
+    timing.add_argument("--quick", action="store_true", help="fewer repeats: under 3 minutes on 2 CPU cores")
+    timing.add_argument("--json", help="write every figure to this JSON file")
+    timing.add_argument("--arch", default="tiny", choices=["tiny", "llama-3.2-1b"], help="model shape (default: tiny)")
+    timing.add_argument(
+        "--random-init", action="store_true", help="build the --arch model with random weights instead of models/"
+    )
+    timing.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when present)")
+    timing.add_argument("--batch-size", type=int, help="generation batch (default: params.yaml eval.batch_size)")
+    timing.add_argument(
+        "--prompts-per-task", type=int, help="generation prompts per task (default: all of the test split)"
+    )
+    timing.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice, one per core)")
+    timing.set_defaults(run=bench)
     args = parser.parse_args(argv)
     args.run(args)
 

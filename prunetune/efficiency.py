@@ -64,24 +64,40 @@ def time_prefill_and_decode(model: Any, batch_size: int, prompt_tokens: int, new
     return prefill_s, decode_s
 
 
-def compare_speed(models: dict[str, Any], cfg: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """Prefill latency (ms) and decode throughput (tokens/s) of each model at batch 1 and at cfg['batch_size'].
+def speed_runs(models: dict[str, Any], cfg: dict[str, Any]) -> dict[str, dict[str, list[tuple[float, float]]]]:
+    """Per batch size (b1 and b<cfg['batch_size']>) and model: (prefill, decode) seconds of each repeat.
 
-    The models take turns within every repeat, so a ratio between two of them is measured under the same load."""
-    speed: dict[str, dict[str, float]] = {name: {} for name in models}
+    The models take turns within every repeat, in an order reversed every other repeat (A B, B A, ...), so a
+    ratio between two of them is measured under the same load and the turn order cancels out."""
+    runs: dict[str, dict[str, list[tuple[float, float]]]] = {}
     for label, batch_size in (("b1", 1), (f"b{cfg['batch_size']}", cfg["batch_size"])):
         for model in models.values():
-            time_prefill_and_decode(model, batch_size, cfg["prompt_tokens"], 2)  # warm-up
-        runs: dict[str, list[tuple[float, float]]] = {name: [] for name in models}
-        for _ in range(cfg["repeats"]):
-            for name, model in models.items():
-                runs[name].append(time_prefill_and_decode(model, batch_size, cfg["prompt_tokens"], cfg["new_tokens"]))
-        for name, timings in runs.items():
-            speed[name][f"prefill_ms_{label}"] = 1000 * statistics.median(prefill for prefill, _ in timings)
+            time_prefill_and_decode(model, batch_size, cfg["prompt_tokens"], cfg["new_tokens"])  # warm-up
+        runs[label] = {name: [] for name in models}
+        for repeat in range(cfg["repeats"]):
+            names = list(models) if repeat % 2 == 0 else list(reversed(models))
+            for name in names:
+                timing = time_prefill_and_decode(models[name], batch_size, cfg["prompt_tokens"], cfg["new_tokens"])
+                runs[label][name].append(timing)
+    return runs
+
+
+def summarize_runs(runs: dict[str, dict[str, list[tuple[float, float]]]], cfg: dict[str, Any]) -> dict[str, Any]:
+    """Median prefill latency (ms) and decode throughput (tokens/s) per model and batch size."""
+    speed: dict[str, dict[str, float]] = {}
+    for label, per_model in runs.items():
+        batch_size = 1 if label == "b1" else cfg["batch_size"]
+        for name, timings in per_model.items():
+            speed.setdefault(name, {})[f"prefill_ms_{label}"] = 1000 * statistics.median(p for p, _ in timings)
             speed[name][f"decode_tokens_per_s_{label}"] = statistics.median(
                 batch_size * cfg["new_tokens"] / decode for _, decode in timings
             )
     return speed
+
+
+def compare_speed(models: dict[str, Any], cfg: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Prefill latency (ms) and decode throughput (tokens/s) of each model at batch 1 and at cfg['batch_size']."""
+    return summarize_runs(speed_runs(models, cfg), cfg)
 
 
 def measure_speed(model: Any, cfg: dict[str, Any]) -> dict[str, float]:

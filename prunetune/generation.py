@@ -34,7 +34,7 @@ def generate_greedy(
     desc: str = "generating",
 ) -> list[dict[str, Any]]:
     """Greedy continuations of token prompts, batched with left padding (prompts sorted by length to keep
-    padding small); per prompt: the text, its token count and whether it hit max_new_tokens."""
+    padding small); per prompt: the text, its token ids and count, and whether it hit max_new_tokens."""
     stops = stop_token_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
@@ -57,6 +57,7 @@ def generate_greedy(
             tokens = row[: ended[0]] if ended else row
             results[index] = {
                 "text": tokenizer.decode(tokens, skip_special_tokens=True).strip(),
+                "token_ids": tokens,
                 "new_tokens": len(tokens),
                 "hit_max_new_tokens": not ended,
             }

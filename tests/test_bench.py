@@ -1,0 +1,133 @@
+import copy
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import LORA_TEST_CFG, TINY_TEST_CFG, TRAIN_TEST_CFG, chat_examples
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from prunetune.bench import (
+    LLAMA_3_2_1B,
+    bench_generation,
+    bench_pruning,
+    bench_training,
+    flops_per_token,
+    ideal_speedup,
+    padding_fraction,
+    training_loaders,
+)
+from prunetune.config import PrunetuneError
+from prunetune.generation import prompt_ids
+from prunetune.pruning import remove_layers
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def small_config(layers: int) -> LlamaConfig:
+    return LlamaConfig(
+        vocab_size=512,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
+    )
+
+
+def test_ideal_speedup_is_the_hand_worked_flop_ratio():
+    # head_dim 8; per layer: q, o 32*32 each, k, v 32*16 each, MLP 3*32*64 -> 9216 multiply-adds;
+    # attention over 16 positions: 2 * 4 heads * 8 * 16 = 1024; x2 FLOPs -> 20480 per layer.
+    # LM head (the tied embedding): 2 * 32 * 512 = 32768. Full 4 layers: 114688; pruned to 3: 94208.
+    assert flops_per_token(small_config(4), context=16) == 4 * 20480 + 32768 == 114688
+    assert flops_per_token(small_config(3), context=16) == 94208
+    assert ideal_speedup(small_config(4), small_config(3), context=16) == pytest.approx(114688 / 94208)
+
+
+def test_padding_fraction_is_pads_over_all_positions():
+    batches = [
+        {"attention_mask": torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])},
+        {"attention_mask": torch.tensor([[1, 1], [1, 0]])},
+    ]
+    assert padding_fraction(batches) == pytest.approx(3 / 14)
+
+
+def test_llama_3_2_1b_shape_has_the_real_parameter_count():
+    config = LlamaConfig(**LLAMA_3_2_1B)
+    with torch.device("meta"):
+        model = LlamaForCausalLM(config)
+    assert sum(p.numel() for p in {id(p): p for p in model.parameters()}.values()) == 1_235_814_400
+    assert config.rope_parameters["rope_type"] == "llama3" and config.rope_parameters["rope_theta"] == 500000.0
+
+
+def test_bench_sections_on_a_small_model(tiny_model):
+    model, tokenizer = tiny_model
+    examples = chat_examples(3, max_content_words=10)
+    prompts = {
+        task: [prompt_ids(tokenizer, e["messages"][:2]) for e in examples if e["task"] == task]
+        for task in ("summarization", "type_classification")
+    }
+    limits = {"summarization": 5, "type_classification": 3}
+    generation = bench_generation(model, tokenizer, prompts, limits, batch_size=4, repeats=1)
+    assert generation["outputs_identical"] is True and generation["identical_fraction"] == 1.0
+    assert generation["prompts"] == 6 and generation["batched_vs_sequential_speedup"] > 0
+
+    pruned = remove_layers(copy.deepcopy(model), [3])
+    speed_cfg = {"prompt_tokens": 8, "new_tokens": 2, "batch_size": 2, "repeats": 2}
+    pruning = bench_pruning(model, pruned, speed_cfg, peak_tflops=1.0)
+    context = 8 + 2 // 2
+    assert pruning["ideal_speedup"] == pytest.approx(
+        flops_per_token(model.config, context) / flops_per_token(pruned.config, context)
+    )
+    for key in ("decode_speedup", "decode_speedup_batched", "prefill_speedup_b1", "decode_vs_ideal", "mfu"):
+        assert key in pruning
+    assert pruning["layers_full"] == 4 and pruning["layers_pruned"] == 3
+
+    params = {"train": {**TRAIN_TEST_CFG, "batch_size": 2}, "lora": LORA_TEST_CFG}
+    trainer, batches = training_loaders(copy.deepcopy(model), tokenizer, examples, params, torch.device("cpu"))
+    lengths = sorted(len(ids) for ids in trainer.train_dataset["input_ids"])
+    assert sum(int(b["attention_mask"].sum()) for b in batches["stage"]) == sum(lengths)  # every token, once
+    training = bench_training(trainer, batches, steps=1, peak_tflops=1.0)
+    assert training["stage_batching"] == "group_by_length"
+    assert training["padding_fraction"] == pytest.approx(padding_fraction(batches["stage"]))
+    assert 0 <= training["padding_fraction"] < 1 and training["tokens_per_s"] > 0
+
+
+def test_bench_command_builds_what_it_needs_and_writes_the_json(tmp_path, monkeypatch):
+    """No models/ and no data/processed: the command splits the sample corpus and builds a (small) tiny model."""
+    from prunetune.cli import main
+
+    shutil.copytree(ROOT / "data" / "sample", tmp_path / "data" / "sample")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["model"]["tiny"] = {**TINY_TEST_CFG, "layers": 3}
+    params["eval"]["max_new_tokens"] = dict.fromkeys(params["eval"]["max_new_tokens"], 2)
+    params["eval"]["efficiency"].update(prompt_tokens=8, batch_size=2)
+    params["train"]["batch_size"] = 4
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("prunetune.bench.MODES", {"quick": {"prompts_per_task": 2, "gen_repeats": 1,
+                        "speed_repeats": 1, "new_tokens": 2, "train_steps": 1}})  # fmt: skip
+    main(["bench", "--quick", "--json", "out.json"])
+    result = json.loads((tmp_path / "out.json").read_text())
+    assert result["generation"]["outputs_identical"] is True
+    for section, key in [
+        ("generation", "batched_vs_sequential_speedup"),
+        ("pruning", "decode_speedup"),
+        ("pruning", "ideal_speedup"),
+        ("training", "padding_fraction"),
+        ("training", "tokens_per_s"),
+        ("hardware", "peak_tflops"),
+    ]:
+        assert isinstance(result[section][key], float), (section, key)
+    assert result["setup"]["source"].startswith("tiny, random init")
+    assert result["pruning"]["layers_full"] == 3 and result["pruning"]["layers_pruned"] == 2
+
+
+def test_real_size_arch_needs_random_init(tmp_path, monkeypatch):
+    from prunetune.bench import run_bench
+
+    with pytest.raises(PrunetuneError, match="--random-init"):
+        run_bench(arch="llama-3.2-1b", random_init=False, device_name="cpu", params_path=str(ROOT / "params.yaml"))
