@@ -174,6 +174,7 @@ def draw_pareto(rows: list[dict[str, Any]], metric: str, out_path: Path) -> Path
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     methods = sorted({str(row["method"]) for row in rows})
     colors = {method: plt.get_cmap("tab10")(i % 10) for i, method in enumerate(methods)}
@@ -207,6 +208,7 @@ def draw_pareto(rows: list[dict[str, Any]], metric: str, out_path: Path) -> Path
         axis.set_xlabel(x_label)
         axis.set_ylabel(f"{metric} ({'lower' if lower_is_better(metric) else 'higher'} is better)")
         axis.grid(alpha=0.3)
+    axes[0].xaxis.set_major_formatter(matplotlib.ticker.EngFormatter())  # 725k, 1.2M: readable at any scale
     axes[0].set_title("quality against size")
     axes[1].set_title("quality against decode speed")
     axes[1].legend(fontsize=8, loc="best")
