@@ -323,25 +323,16 @@ def training_loaders(
 ) -> tuple[Any, dict[str, list[dict[str, torch.Tensor]]]]:
     """The finetune stage's trainer (its SFTConfig, collator and LoRA) and one epoch of its batches, once with the
     stage's sampling and once with naive random sampling. The LoRA adapter is added to `model` in place."""
-    from peft import LoraConfig
     from trl import SFTTrainer
 
-    from prunetune.training import build_dataset, check_train_params, sft_config
+    from prunetune.training import build_dataset, check_train_params, lora_config, sft_config
 
     train_cfg, lora_cfg = section(params, "train"), section(params, "lora")
     check_train_params(train_cfg)
     data, _ = build_dataset(train_examples, tokenizer, train_cfg["max_seq_length"])
     if len(data) == 0:
         raise PrunetuneError("bench: no training example fits train.max_seq_length")
-    lora = LoraConfig(
-        r=lora_cfg["r"],
-        lora_alpha=lora_cfg["alpha"],
-        lora_dropout=lora_cfg["dropout"],
-        target_modules=lora_cfg["target_modules"],
-        bias=lora_cfg["bias"],
-        use_rslora=lora_cfg["use_rslora"],
-        task_type="CAUSAL_LM",
-    )
+    lora = lora_config(lora_cfg)
     with tempfile.TemporaryDirectory() as scratch:
         args = sft_config(train_cfg, Path(scratch), device)
         trainer = SFTTrainer(

@@ -58,15 +58,14 @@ def collect(args: argparse.Namespace) -> None:
 
 def sweep_report(args: argparse.Namespace) -> None:
     """Quality against parameters and decode speed over the DVC experiments: a Pareto plot and its table."""
-    import json
-
     from prunetune.config import run_stage
+    from prunetune.data import read_json
     from prunetune.sweep import read_experiments
     from prunetune.sweep import sweep_report as write_report
 
     def report() -> None:
         if args.from_json:
-            exp_show = json.loads(Path(args.from_json).read_text(encoding="utf-8"))
+            exp_show = read_json(args.from_json)
         else:
             exp_show = read_experiments(all_commits=args.all_commits)
         for kind, path in write_report(exp_show, Path(args.out), args.variant, args.metric).items():

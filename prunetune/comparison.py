@@ -128,6 +128,22 @@ def load_inputs(root: Path = Path(".")) -> tuple[dict, dict, dict, dict]:
     )
 
 
+def example_counts(predictions: dict[str, list[dict[str, Any]]], qa_predictions: dict[str, list]) -> dict[str, int]:
+    """Test examples per task and QA questions: the n behind every interval (the same for every variant)."""
+    counts: dict[str, int] = {}
+    for row in predictions[VARIANTS[0]]:
+        counts[row["task"]] = counts.get(row["task"], 0) + 1
+    return {**counts, "qa": len(qa_predictions[VARIANTS[0]])}
+
+
+def significant_columns(comparison: dict[str, Any]) -> dict[str, list[str]]:
+    """Per pair, the columns whose paired interval excludes zero."""
+    return {
+        pair: [column for column, d in diffs.items() if d["excludes_zero"]]
+        for pair, diffs in comparison["differences"].items()
+    }
+
+
 def _number(value: float, column: str, sign: str = "") -> str:
     return f"{value:{sign}.1f}" if column == "perplexity" else f"{value:{sign}.3f}"
 

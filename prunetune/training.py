@@ -167,6 +167,19 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def lora_config(cfg: dict[str, Any]) -> LoraConfig:
+    """peft's LoraConfig from params.yaml's lora section (checked by check_lora_params)."""
+    return LoraConfig(
+        r=cfg["r"],
+        lora_alpha=cfg["alpha"],
+        lora_dropout=cfg["dropout"],
+        target_modules=cfg["target_modules"],
+        bias=cfg["bias"],
+        use_rslora=cfg["use_rslora"],
+        task_type="CAUSAL_LM",
+    )
+
+
 def sft_config(cfg: dict[str, Any], scratch_dir: Path, device: torch.device) -> SFTConfig:
     on_gpu = device.type == "cuda"
     return SFTConfig(
@@ -268,15 +281,7 @@ def finetune(
         shutil.rmtree(metrics_dir, ignore_errors=True)
         live = Live(str(metrics_dir), dvcyaml=False, save_dvc_exp=False, report=None)
         callbacks.append(DVCLiveStepCallback(live=live))
-    lora = LoraConfig(
-        r=lora_cfg["r"],
-        lora_alpha=lora_cfg["alpha"],
-        lora_dropout=lora_cfg["dropout"],
-        target_modules=lora_cfg["target_modules"],
-        bias=lora_cfg["bias"],
-        use_rslora=lora_cfg["use_rslora"],
-        task_type="CAUSAL_LM",
-    )
+    lora = lora_config(lora_cfg)
     trainer_class, kd_args = HealingTrainer, {}
     if teacher is not None:
         trainer_class = DistillationTrainer
