@@ -1,6 +1,7 @@
 """`prunetune bench`: the speed claims of the study, measured side by side in one run.
 
-Four sections, each a median over repeats after a warm-up, every ratio taken from turns in the same run:
+Four sections, each measured after a warm-up, every ratio taken from turns in the same run: medians over repeats,
+except pruning's per-step timings (interquartile means, efficiency.timed_turns):
 - generation: the eval stage's batched greedy decoding against one-at-a-time decoding, on test-split prompts;
 - pruning: the full and the pruned model's prefill latency and decode throughput, beside the ideal speedup
   (the ratio of forward FLOPs per token);
@@ -287,10 +288,13 @@ def bench_pruning(full: Any, pruned: Any, cfg: dict[str, Any], peak_tflops: floa
         "ideal_speedup": ideal,
         "ideal_prefill_speedup": ideal_speedup(full.config, pruned.config, prefill_context),
     }
-    for label in ("b1", batched):  # the median of per-repeat ratios: each pair ran back to back
-        pairs = list(zip(runs[label]["full"], runs[label]["pruned"], strict=True))
-        result[f"prefill_speedup_{label}"] = statistics.median(f[0] / p[0] for f, p in pairs)
-        result[f"decode_speedup_{label}"] = statistics.median(f[1] / p[1] for f, p in pairs)
+    for label in ("b1", batched):  # both models' figures come from the same turns (efficiency.timed_turns)
+        result[f"prefill_speedup_{label}"] = (
+            speed["full"][f"prefill_ms_{label}"] / speed["pruned"][f"prefill_ms_{label}"]
+        )
+        result[f"decode_speedup_{label}"] = (
+            speed["pruned"][f"decode_tokens_per_s_{label}"] / speed["full"][f"decode_tokens_per_s_{label}"]
+        )
     result["decode_speedup"] = result["decode_speedup_b1"]
     result["decode_speedup_batched"] = result[f"decode_speedup_{batched}"]
     result["decode_vs_ideal"] = result["decode_speedup"] / ideal

@@ -1,10 +1,11 @@
-"""Size and speed of a model: what pruning buys. Timings are medians of repeats after a warm-up."""
+"""Size and speed of a model: what pruning buys. Timings are interquartile means after a warm-up."""
 
 from __future__ import annotations
 
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -45,53 +46,75 @@ def timed(fn: Callable[[], T], device: torch.device) -> tuple[T, float]:
     return result, time.perf_counter() - started
 
 
+def interquartile_mean(values: list[float]) -> float:
+    """The mean of the middle half: a shared machine's stalls lengthen a few steps, and those must not count."""
+    ordered = sorted(values)
+    cut = round(len(ordered) / 4)
+    return statistics.fmean(ordered[cut : len(ordered) - cut])
+
+
+Timings = dict[str, dict[str, dict[str, list[float]]]]  # batch label -> model -> "prefill"/"decode" -> seconds
+
+
+def prefill(model: Any, input_ids: torch.Tensor) -> Any:
+    """The prompt's forward pass, filling the KV cache; only the last position's logits, as generate keeps."""
+    return model(input_ids=input_ids.to(model.device), use_cache=True, logits_to_keep=1)
+
+
+def decode_step(model: Any, last: Any) -> Any:
+    """One greedy step on the KV cache: pick the next token from the last output, run it."""
+    return model(input_ids=last.logits[:, -1:].argmax(-1), cache=last.cache, use_cache=True)
+
+
 @torch.no_grad()
-def time_prefill_and_decode(model: Any, batch_size: int, prompt_tokens: int, new_tokens: int) -> tuple[float, float]:
-    """Seconds for the prompt's forward pass and for new_tokens single-token steps on the KV cache."""
-    device = model.device
-    generator = torch.Generator().manual_seed(0)
-    input_ids = torch.randint(10, model.config.vocab_size, (batch_size, prompt_tokens), generator=generator)
-    input_ids = input_ids.to(device)
-    output, prefill_s = timed(lambda: model(input_ids=input_ids, use_cache=True, logits_to_keep=1), device)
+def timed_turns(models: dict[str, Any], input_ids: torch.Tensor, new_tokens: int, first: int) -> dict[str, Any]:
+    """One prompt through every model: the prefills, then new_tokens decode steps, the models taking turns at
+    every step (order flipped each step) so that each step of one has a neighbour of the other under the same
+    load. Returns each model's prefill seconds and per-step decode seconds."""
+    names = list(models)
+    outputs: dict[str, Any] = {}
+    timings: dict[str, dict[str, list[float]]] = {name: {"prefill": [], "decode": []} for name in names}
+    for step in range(-1, new_tokens):  # step -1 is the prefill
+        for name in names if (first + step) % 2 else names[::-1]:
+            model = models[name]
+            if step < 0:
+                kind, run = "prefill", partial(prefill, model, input_ids)
+            else:
+                kind, run = "decode", partial(decode_step, model, outputs[name])
+            outputs[name], seconds = timed(run, model.device)
+            timings[name][kind].append(seconds)
+    return timings
 
-    def decode() -> None:
-        step = output
-        for _ in range(new_tokens):
-            next_token = step.logits[:, -1:].argmax(-1)
-            step = model(input_ids=next_token, cache=step.cache, use_cache=True)
 
-    _, decode_s = timed(decode, device)
-    return prefill_s, decode_s
-
-
-def speed_runs(models: dict[str, Any], cfg: dict[str, Any]) -> dict[str, dict[str, list[tuple[float, float]]]]:
-    """Per batch size (b1 and b<cfg['batch_size']>) and model: (prefill, decode) seconds of each repeat.
-
-    The models take turns within every repeat, in an order reversed every other repeat (A B, B A, ...), so a
-    ratio between two of them is measured under the same load and the turn order cancels out."""
-    runs: dict[str, dict[str, list[tuple[float, float]]]] = {}
+def speed_runs(models: dict[str, Any], cfg: dict[str, Any]) -> Timings:
+    """Prefill and per-step decode seconds per batch size (b1 and b<cfg['batch_size']>) and model, over
+    cfg['repeats'] random prompts after one untimed warm-up pass. Models are timed in turns (timed_turns), so a
+    ratio between two of them is taken under the same load."""
+    runs: Timings = {}
     for label, batch_size in (("b1", 1), (f"b{cfg['batch_size']}", cfg["batch_size"])):
-        for model in models.values():
-            time_prefill_and_decode(model, batch_size, cfg["prompt_tokens"], cfg["new_tokens"])  # warm-up
-        runs[label] = {name: [] for name in models}
-        for repeat in range(cfg["repeats"]):
-            names = list(models) if repeat % 2 == 0 else list(reversed(models))
-            for name in names:
-                timing = time_prefill_and_decode(models[name], batch_size, cfg["prompt_tokens"], cfg["new_tokens"])
-                runs[label][name].append(timing)
+        vocab_size = next(iter(models.values())).config.vocab_size
+        runs[label] = {name: {"prefill": [], "decode": []} for name in models}
+        for repeat in range(-1, cfg["repeats"]):  # repeat -1 is the warm-up
+            generator = torch.Generator().manual_seed(repeat + 1)
+            input_ids = torch.randint(10, vocab_size, (batch_size, cfg["prompt_tokens"]), generator=generator)
+            turns = timed_turns(models, input_ids, cfg["new_tokens"], first=repeat)
+            if repeat < 0:
+                continue
+            for name, timing in turns.items():
+                for kind, seconds in timing.items():
+                    runs[label][name][kind].extend(seconds)
     return runs
 
 
-def summarize_runs(runs: dict[str, dict[str, list[tuple[float, float]]]], cfg: dict[str, Any]) -> dict[str, Any]:
-    """Median prefill latency (ms) and decode throughput (tokens/s) per model and batch size."""
+def summarize_runs(runs: Timings, cfg: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Prefill latency (ms) and decode throughput (tokens/s) per model and batch size, each from the
+    interquartile mean of its timings."""
     speed: dict[str, dict[str, float]] = {}
     for label, per_model in runs.items():
         batch_size = 1 if label == "b1" else cfg["batch_size"]
-        for name, timings in per_model.items():
-            speed.setdefault(name, {})[f"prefill_ms_{label}"] = 1000 * statistics.median(p for p, _ in timings)
-            speed[name][f"decode_tokens_per_s_{label}"] = statistics.median(
-                batch_size * cfg["new_tokens"] / decode for _, decode in timings
-            )
+        for name, timing in per_model.items():
+            speed.setdefault(name, {})[f"prefill_ms_{label}"] = 1000 * interquartile_mean(timing["prefill"])
+            speed[name][f"decode_tokens_per_s_{label}"] = batch_size / interquartile_mean(timing["decode"])
     return speed
 
 
