@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from prunetune.config import PrunetuneError, load_params, section
 from prunetune.data import TASKS, read_jsonl
-from prunetune.efficiency import speed_runs, summarize_runs, timed
+from prunetune.efficiency import check_speed_params, flops_per_token, pruning_speed, timed
 from prunetune.generation import generate_greedy, prompt_ids
 from prunetune.pruning import METHODS, decoder_layers, remove_layers, resolve_removed_layers
 
@@ -71,19 +71,6 @@ NOMINAL_PEAK_FLOPS = {"H200": 989e12, "H100 PCIe": 756e12, "H100": 989e12, "A100
 
 
 # ---------------------------------------------------------------- FLOPs and peaks
-
-
-def flops_per_token(config: Any, context: int) -> float:
-    """Forward FLOPs for one token that attends to `context` positions: 2 per multiply-add of every decoder
-    matmul and of the LM head (the tied embedding matrix, so the embedding is counted once), plus attention's
-    scores and weighted sum; the embedding lookup itself does no arithmetic."""
-    hidden, heads, kv_heads = config.hidden_size, config.num_attention_heads, config.num_key_value_heads
-    head_dim = getattr(config, "head_dim", None) or hidden // heads
-    projections = hidden * heads * head_dim * 2 + hidden * kv_heads * head_dim * 2  # q, o and k, v
-    mlp = 3 * hidden * config.intermediate_size  # gate, up, down
-    attention = 2 * heads * head_dim * context  # q·k over the context, then the weighted sum of v
-    per_layer = 2 * (projections + mlp + attention)
-    return config.num_hidden_layers * per_layer + 2 * hidden * config.vocab_size
 
 
 def measured_peak_flops(device: torch.device, dtype: torch.dtype) -> float:
@@ -263,49 +250,21 @@ def bench_generation(
 # ---------------------------------------------------------------- pruning
 
 
-def ideal_speedup(full_config: Any, pruned_config: Any, context: int) -> float:
-    """The speedup pruning would give if time followed FLOPs: the ratio of forward FLOPs per token."""
-    return flops_per_token(full_config, context) / flops_per_token(pruned_config, context)
-
-
 def bench_pruning(full: Any, pruned: Any, cfg: dict[str, Any], peak_tflops: float) -> dict[str, Any]:
-    """Prefill latency and decode throughput of both models (taking turns), their speedups, the ideal speedup
-    and each model's MFU. Decode attends to prompt_tokens + new_tokens/2 positions on average."""
-    runs = speed_runs({"full": full, "pruned": pruned}, cfg)
-    speed = summarize_runs(runs, cfg)
+    """efficiency.pruning_speed (both models timed in turns, beside the ideal speedup) and each model's MFU."""
+    result = pruning_speed(full, pruned, cfg)
     batched = f"b{cfg['batch_size']}"
     decode_context = cfg["prompt_tokens"] + cfg["new_tokens"] // 2
     prefill_context = cfg["prompt_tokens"] // 2
-    ideal = ideal_speedup(full.config, pruned.config, decode_context)
-    result: dict[str, Any] = {
-        "layers_full": full.config.num_hidden_layers,
-        "layers_pruned": pruned.config.num_hidden_layers,
-        **{key: cfg[key] for key in ("prompt_tokens", "new_tokens", "batch_size", "repeats")},
-        "full": speed["full"],
-        "pruned": speed["pruned"],
-        "flops_per_token_full": flops_per_token(full.config, decode_context),
-        "flops_per_token_pruned": flops_per_token(pruned.config, decode_context),
-        "ideal_speedup": ideal,
-        "ideal_prefill_speedup": ideal_speedup(full.config, pruned.config, prefill_context),
-    }
-    for label in ("b1", batched):  # both models' figures come from the same turns (efficiency.timed_turns)
-        result[f"prefill_speedup_{label}"] = (
-            speed["full"][f"prefill_ms_{label}"] / speed["pruned"][f"prefill_ms_{label}"]
-        )
-        result[f"decode_speedup_{label}"] = (
-            speed["pruned"][f"decode_tokens_per_s_{label}"] / speed["full"][f"decode_tokens_per_s_{label}"]
-        )
-    result["decode_speedup"] = result["decode_speedup_b1"]
-    result["decode_speedup_batched"] = result[f"decode_speedup_{batched}"]
-    result["decode_vs_ideal"] = result["decode_speedup"] / ideal
-    result["decode_batched_vs_ideal"] = result["decode_speedup_batched"] / ideal
+    result["flops_per_token_full"] = flops_per_token(full.config, decode_context)
+    result["flops_per_token_pruned"] = flops_per_token(pruned.config, decode_context)
     mfu = {}
     for name, model in (("full", full), ("pruned", pruned)):
         for label, batch_size in (("b1", 1), (batched, cfg["batch_size"])):
             prefill_flops = batch_size * cfg["prompt_tokens"] * flops_per_token(model.config, prefill_context)
-            prefill_s = speed[name][f"prefill_ms_{label}"] / 1000
+            prefill_s = result[name][f"prefill_ms_{label}"] / 1000
             mfu[f"{name}_prefill_{label}"] = prefill_flops / prefill_s / (peak_tflops * 1e12)
-            decode_flops_per_s = speed[name][f"decode_tokens_per_s_{label}"] * flops_per_token(
+            decode_flops_per_s = result[name][f"decode_tokens_per_s_{label}"] * flops_per_token(
                 model.config, decode_context
             )
             mfu[f"{name}_decode_{label}"] = decode_flops_per_s / (peak_tflops * 1e12)
@@ -448,7 +407,8 @@ def run_bench(
         settings["prompts_per_task"] = prompts_per_task
     eval_cfg = section(params, "eval")
     limits = dict(eval_cfg["max_new_tokens"])
-    speed_cfg = {**eval_cfg["efficiency"], "new_tokens": settings["new_tokens"], "repeats": settings["speed_repeats"]}
+    check_speed_params(section(params, "speed"))
+    speed_cfg = {**section(params, "speed"), "new_tokens": settings["new_tokens"], "repeats": settings["speed_repeats"]}
     if mode == "smoke":
         limits = {task: min(n, SMOKE_LIMITS["max_new_tokens"]) for task, n in limits.items()}
         speed_cfg.update(prompt_tokens=SMOKE_LIMITS["prompt_tokens"], batch_size=SMOKE_LIMITS["batch_size"])

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
+from tqdm.auto import tqdm
 
+from prunetune.config import require_int
 from prunetune.models import count_parameters
 from prunetune.pruning import decoder_layers
 
@@ -94,13 +96,14 @@ def speed_runs(models: dict[str, Any], cfg: dict[str, Any]) -> Timings:
     for label, batch_size in (("b1", 1), (f"b{cfg['batch_size']}", cfg["batch_size"])):
         vocab_size = next(iter(models.values())).config.vocab_size
         runs[label] = {name: {"prefill": [], "decode": []} for name in models}
-        for repeat in range(-1, cfg["repeats"]):  # repeat -1 is the warm-up
+        turns = " / ".join(models)
+        for repeat in tqdm(range(-1, cfg["repeats"]), desc=f"timing {turns} at {label}"):  # -1: the warm-up
             generator = torch.Generator().manual_seed(repeat + 1)
             input_ids = torch.randint(10, vocab_size, (batch_size, cfg["prompt_tokens"]), generator=generator)
-            turns = timed_turns(models, input_ids, cfg["new_tokens"], first=repeat)
+            timings = timed_turns(models, input_ids, cfg["new_tokens"], first=repeat)
             if repeat < 0:
                 continue
-            for name, timing in turns.items():
+            for name, timing in timings.items():
                 for kind, seconds in timing.items():
                     runs[label][name][kind].extend(seconds)
     return runs
@@ -118,11 +121,53 @@ def summarize_runs(runs: Timings, cfg: dict[str, Any]) -> dict[str, dict[str, fl
     return speed
 
 
-def compare_speed(models: dict[str, Any], cfg: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """Prefill latency (ms) and decode throughput (tokens/s) of each model at batch 1 and at cfg['batch_size']."""
-    return summarize_runs(speed_runs(models, cfg), cfg)
+def flops_per_token(config: Any, context: int) -> float:
+    """Forward FLOPs for one token that attends to `context` positions: 2 per multiply-add of every decoder
+    matmul and of the LM head (the tied embedding matrix, so the embedding is counted once), plus attention's
+    scores and weighted sum; the embedding lookup itself does no arithmetic."""
+    hidden, heads, kv_heads = config.hidden_size, config.num_attention_heads, config.num_key_value_heads
+    head_dim = getattr(config, "head_dim", None) or hidden // heads
+    projections = hidden * heads * head_dim * 2 + hidden * kv_heads * head_dim * 2  # q, o and k, v
+    mlp = 3 * hidden * config.intermediate_size  # gate, up, down
+    attention = 2 * heads * head_dim * context  # q·k over the context, then the weighted sum of v
+    per_layer = 2 * (projections + mlp + attention)
+    return config.num_hidden_layers * per_layer + 2 * hidden * config.vocab_size
 
 
-def measure_speed(model: Any, cfg: dict[str, Any]) -> dict[str, float]:
-    """Prefill latency (ms) and decode throughput (tokens/s) at batch 1 and at cfg['batch_size']."""
-    return compare_speed({"model": model}, cfg)["model"]
+def ideal_speedup(full_config: Any, pruned_config: Any, context: int) -> float:
+    """The speedup pruning would give if time followed FLOPs: the ratio of forward FLOPs per token."""
+    return flops_per_token(full_config, context) / flops_per_token(pruned_config, context)
+
+
+def check_speed_params(cfg: dict[str, Any]) -> None:
+    for key in ("prompt_tokens", "new_tokens", "batch_size", "repeats"):
+        require_int(cfg, key, "speed", minimum=1)
+
+
+def pruning_speed(full: Any, pruned: Any, cfg: dict[str, Any]) -> dict[str, Any]:
+    """Prefill latency and decode throughput of a full model and its pruned copy, timed in turns, their speedups
+    and the ideal speedup beside them. Decode attends to prompt_tokens + new_tokens/2 positions on average."""
+    speed = summarize_runs(speed_runs({"full": full, "pruned": pruned}, cfg), cfg)
+    batched = f"b{cfg['batch_size']}"
+    ideal = ideal_speedup(full.config, pruned.config, cfg["prompt_tokens"] + cfg["new_tokens"] // 2)
+    result: dict[str, Any] = {
+        "layers_full": full.config.num_hidden_layers,
+        "layers_pruned": pruned.config.num_hidden_layers,
+        **{key: cfg[key] for key in ("prompt_tokens", "new_tokens", "batch_size", "repeats")},
+        "full": speed["full"],
+        "pruned": speed["pruned"],
+        "ideal_speedup": ideal,
+        "ideal_prefill_speedup": ideal_speedup(full.config, pruned.config, cfg["prompt_tokens"] // 2),
+    }
+    for label in ("b1", batched):
+        result[f"prefill_speedup_{label}"] = (
+            speed["full"][f"prefill_ms_{label}"] / speed["pruned"][f"prefill_ms_{label}"]
+        )
+        result[f"decode_speedup_{label}"] = (
+            speed["pruned"][f"decode_tokens_per_s_{label}"] / speed["full"][f"decode_tokens_per_s_{label}"]
+        )
+    result["decode_speedup"] = result["decode_speedup_b1"]
+    result["decode_speedup_batched"] = result[f"decode_speedup_{batched}"]
+    result["decode_vs_ideal"] = result["decode_speedup"] / ideal
+    result["decode_batched_vs_ideal"] = result["decode_speedup_batched"] / ideal
+    return result

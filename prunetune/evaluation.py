@@ -36,10 +36,6 @@ def check_eval_params(cfg: dict[str, Any]) -> None:
     for task in TASKS:
         require_int(limits, task, "eval.max_new_tokens", minimum=1)
     require(isinstance(cfg.get("bertscore_model"), str), "eval.bertscore_model", "must be 'minilm' or a model id/path")
-    speed = cfg.get("efficiency")
-    require(isinstance(speed, dict), "eval.efficiency", "must be a mapping")
-    for key in ("prompt_tokens", "new_tokens", "batch_size", "repeats"):
-        require_int(speed, key, "eval.efficiency", minimum=1)
 
 
 def _with_ci(name: str, values: list[float], cfg: dict[str, Any]) -> dict[str, Any]:

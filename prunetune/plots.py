@@ -150,20 +150,45 @@ def plot_qa(qa_metrics: dict[str, dict[str, Any]], path: Path) -> Path:
     return _save(figure, path)
 
 
-def plot_efficiency(eval_metrics: dict[str, dict[str, Any]], path: Path) -> Path:
-    """What each variant costs (size on disk, decode speed) against what it keeps (test perplexity)."""
+def variant_speed(speed_metrics: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Each variant's decode figures from its pair's speed@PAIR file (base: base_full/base_pruned, ft: ft_*), with
+    the speedup over the pair's full model (1 for the full model itself), the ratio measured in turns."""
+    speed = {}
+    for pair, metrics in speed_metrics.items():
+        batched = f"b{metrics['batch_size']}"
+        for role in ("full", "pruned"):
+            figures = metrics[role]
+            speed[f"{pair}_{role}"] = {
+                "decode_tokens_per_s_b1": figures["decode_tokens_per_s_b1"],
+                "decode_tokens_per_s_batched": figures[f"decode_tokens_per_s_{batched}"],
+                "decode_speedup_b1": metrics["decode_speedup_b1"] if role == "pruned" else 1.0,
+                "decode_speedup_batched": metrics["decode_speedup_batched"] if role == "pruned" else 1.0,
+                "ideal_speedup": metrics["ideal_speedup"] if role == "pruned" else 1.0,
+            }
+    return speed
+
+
+def plot_efficiency(eval_metrics: dict[str, dict[str, Any]], speed: dict[str, dict[str, float]], path: Path) -> Path:
+    """What each variant costs (size on disk, decode speed) against what it keeps (test perplexity). Speed is the
+    speedup over the unpruned model of the same pair, the one ratio measured under the same load."""
     figure, axes = plt.subplots(1, 2, figsize=(12, 4.6))
-    panels = (("size_mb", "size on disk (MB)"), ("decode_tokens_per_s_b8", "decode tokens/s (batch 8)"))
-    for axis, (key, label) in zip(axes, panels, strict=True):
+    panels = (
+        (axes[0], {v: eval_metrics[v]["efficiency"]["size_mb"] for v in VARIANTS}, "size on disk (MB)"),
+        (axes[1], {v: speed[v]["decode_speedup_batched"] for v in VARIANTS}, "decode speedup over its full model (batched)"),
+    )
+    for axis, xs, label in panels:
         for variant in VARIANTS:
             metrics = eval_metrics[variant]
-            x, y, (low, high) = metrics["efficiency"][key], metrics["perplexity"], metrics["perplexity_ci"]
+            x, y, (low, high) = xs[variant], metrics["perplexity"], metrics["perplexity_ci"]
             axis.errorbar(x, y, yerr=[[y - low], [high - y]], fmt="o", capsize=3, color=VARIANT_COLORS[variant])
             axis.annotate(variant, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=9)
         axis.set(xlabel=label, ylabel="test perplexity (lower is better)", yscale="log")
         axis.grid(alpha=0.3)
+    ideal = speed["ft_pruned"]["ideal_speedup"]
+    axes[1].axvline(ideal, color="grey", ls="--", lw=1, label=f"ideal (FLOPs): {ideal:.3f}")
+    axes[1].legend(fontsize=8)
     axes[0].set_title("Quality against size")
-    axes[1].set_title("Quality against decode speed")
+    axes[1].set_title("Quality against decode speed (batched; full and pruned timed in turns)")
     return _save(figure, path)
 
 
@@ -213,19 +238,17 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
     return path
 
 
-def variant_rows(comparison: dict[str, Any], eval_metrics: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def variant_rows(
+    comparison: dict[str, Any], eval_metrics: dict[str, dict[str, Any]], speed: dict[str, dict[str, float]]
+) -> list[dict[str, Any]]:
     """One row per variant: the table's columns plus size and speed, what the vega bar and scatter plots read."""
     rows = []
     for variant in VARIANTS:
         row = {"variant": variant}
         row.update({k: v for k, v in comparison["table"][variant].items() if not k.endswith("_ci")})
         efficiency = eval_metrics[variant]["efficiency"]
-        row.update(
-            size_mb=efficiency["size_mb"],
-            params=efficiency["params"],
-            decode_tokens_per_s_b1=efficiency["decode_tokens_per_s_b1"],
-            decode_tokens_per_s_b8=efficiency["decode_tokens_per_s_b8"],
-        )
+        row.update(size_mb=efficiency["size_mb"], params=efficiency["params"])
+        row.update({k: v for k, v in speed[variant].items() if k != "ideal_speedup"})
         rows.append(row)
     return rows
 

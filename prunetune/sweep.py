@@ -27,9 +27,8 @@ from typing import Any
 from prunetune.config import PrunetuneError
 
 PARAMS_FILE, PRUNE_METRICS = "params.yaml", "metrics/prune.json"
-SPEED_KEYS = ("decode_tokens_per_s_b1", "decode_tokens_per_s")  # single-sequence decode first
 TABLE_QUALITY = ("summarization.rougeL", "title_generation.rougeL", "perplexity")
-COLUMNS = ("experiment", "rev", "variant", "method", "n_layers", "healing", "layers", "params", "decode_tokens_per_s")
+COLUMNS = ("experiment", "rev", "variant", "method", "n_layers", "healing", "layers", "params", "decode_speedup")
 
 
 def lower_is_better(metric: str) -> bool:
@@ -63,9 +62,12 @@ def _states(exp_show: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any
         yield state.get("name") or state["rev"][:7], state
 
 
-def _row(name: str, rev: str, variant: str, params: dict[str, Any], prune: dict, evaluation: dict) -> dict[str, Any]:
+def _row(
+    name: str, rev: str, variant: str, params: dict[str, Any], prune: dict, evaluation: dict, speed: dict
+) -> dict[str, Any]:
+    """speed: the variant's speed@PAIR metrics; its decode speedup (batch 1) over the pair's full model is the one
+    speed figure comparable across experiments, each measured in turns with its own reference."""
     efficiency = evaluation.get("efficiency") or {}
-    speed = next((efficiency[key] for key in SPEED_KEYS if key in efficiency), None)
     unpruned = variant.endswith("_full")
     row = {
         "experiment": name,
@@ -76,11 +78,15 @@ def _row(name: str, rev: str, variant: str, params: dict[str, Any], prune: dict,
         "healing": _lookup(params, "train.method") or "lora",
         "layers": (None if unpruned else prune.get("layers_after")) or efficiency.get("layers"),
         "params": (None if unpruned else prune.get("params_after")) or efficiency.get("params"),
-        "decode_tokens_per_s": speed,
+        "decode_speedup": (1.0 if unpruned else speed.get("decode_speedup_b1")) if speed else None,
     }
     if row["method"] == "last":
         row["n_layers"] = 1
     return row | {"_eval": evaluation}
+
+
+def _speed_file(variant: str) -> str:
+    return f"metrics/speed/{variant.split('_')[0]}.json"  # ft_pruned -> the ft pair
 
 
 def experiment_rows(
@@ -100,10 +106,14 @@ def experiment_rows(
         if key in seen:
             continue
         seen.add(key)
-        rows.append(_row(name, state["rev"], variant, params, _file_data(metrics, PRUNE_METRICS), evaluation))
+        speed = _file_data(metrics, _speed_file(variant))
+        rows.append(_row(name, state["rev"], variant, params, _file_data(metrics, PRUNE_METRICS), evaluation, speed))
         reference_eval = _file_data(metrics, f"metrics/eval/{reference}.json") if reference else {}
         if reference_row is None and reference_eval:
-            reference_row = _row(f"{reference} (unpruned)", state["rev"], reference, params, {}, reference_eval)
+            reference_speed = _file_data(metrics, _speed_file(reference))
+            reference_row = _row(
+                f"{reference} (unpruned)", state["rev"], reference, params, {}, reference_eval, reference_speed
+            )
     return rows + ([reference_row] if reference_row else [])
 
 
@@ -126,7 +136,7 @@ def pareto_mask(costs: list[float], qualities: list[float]) -> list[bool]:
 def mark_pareto(rows: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
     """pareto_params and pareto_speed flags: on the front of (fewer parameters | faster decoding, better quality)."""
     sign = -1 if lower_is_better(metric) else 1
-    for axis, column, cost_sign in (("params", "pareto_params", 1), ("decode_tokens_per_s", "pareto_speed", -1)):
+    for axis, column, cost_sign in (("params", "pareto_params", 1), ("decode_speedup", "pareto_speed", -1)):
         usable = [r for r in rows if isinstance(r.get(axis), int | float) and isinstance(r.get(metric), int | float)]
         flags = pareto_mask([cost_sign * r[axis] for r in usable], [sign * r[metric] for r in usable])
         for row in rows:
@@ -169,7 +179,7 @@ def write_table(rows: list[dict[str, Any]], metric: str, out_dir: Path) -> tuple
 
 
 def draw_pareto(rows: list[dict[str, Any]], metric: str, out_path: Path) -> Path:
-    """Two panels, quality against parameters and against decode tokens/s, the Pareto front drawn as a step line."""
+    """Two panels, quality against parameters and against decode speedup, the Pareto front drawn as a step line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -182,7 +192,7 @@ def draw_pareto(rows: list[dict[str, Any]], metric: str, out_path: Path) -> Path
     # where: the step holds the best quality reachable within a size budget (post) or above a speed floor (pre)
     panels = (
         (axes[0], "params", "pareto_params", "parameters", "post"),
-        (axes[1], "decode_tokens_per_s", "pareto_speed", "decode tokens/s (batch 1)", "pre"),
+        (axes[1], "decode_speedup", "pareto_speed", "decode speedup over the unpruned model (batch 1)", "pre"),
     )
     for axis, x_key, front_key, x_label, where in panels:
         usable = [r for r in rows if isinstance(r.get(x_key), int | float) and isinstance(r.get(metric), int | float)]

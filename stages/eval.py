@@ -5,7 +5,7 @@ from pathlib import Path
 
 from prunetune.config import PrunetuneError, load_params, run_stage, section
 from prunetune.data import read_jsonl, write_json, write_jsonl
-from prunetune.efficiency import measure_speed, model_size
+from prunetune.efficiency import model_size
 from prunetune.evaluation import check_eval_params, evaluate
 from prunetune.metrics import check_bertscore_model
 from prunetune.models import load_model
@@ -23,7 +23,7 @@ def main() -> None:
     metrics, predictions, counts = evaluate(
         model, tokenizer, test_examples, read_jsonl("data/processed/train.jsonl"), cfg
     )
-    metrics["efficiency"] = {**model_size(model, model_dir), **measure_speed(model, cfg["efficiency"])}
+    metrics["efficiency"] = model_size(model, model_dir)  # speed: the speed@PAIR stages
     write_json(Path(f"metrics/eval/{variant}.json"), metrics)
     write_json(Path(f"reports/eval/{variant}.json"), counts)
     write_jsonl(Path(f"predictions/{variant}.jsonl"), predictions)

@@ -13,6 +13,7 @@ from prunetune.plots import (
     plot_quality,
     plot_training_curves,
     variant_rows,
+    variant_speed,
     write_csv,
 )
 
@@ -23,13 +24,14 @@ def main() -> None:
     eval_metrics = {v: read_json(f"metrics/eval/{v}.json") for v in VARIANTS}
     qa_metrics = {v: read_json(f"metrics/qa/{v}.json") for v in VARIANTS}
     prune_metrics = read_json("metrics/prune.json")
+    speed = variant_speed({pair: read_json(f"metrics/speed/{pair}.json") for pair in ("base", "ft")})
     written = [
         plot_training_curves({v: Path(f"metrics/train/{v}") for v in ("full", "pruned")}, OUT / "training.png"),
         plot_quality(eval_metrics, OUT / "quality.png"),
         plot_qa(qa_metrics, OUT / "qa.png"),
-        plot_efficiency(eval_metrics, OUT / "efficiency.png"),
+        plot_efficiency(eval_metrics, speed, OUT / "efficiency.png"),
         plot_layer_scores(prune_metrics, OUT / "layers.png"),
-        write_csv(OUT / "data/variants.csv", variant_rows(read_json("metrics/comparison.json"), eval_metrics)),
+        write_csv(OUT / "data/variants.csv", variant_rows(read_json("metrics/comparison.json"), eval_metrics, speed)),
         write_csv(OUT / "data/layers.csv", layer_rows(prune_metrics)),
     ]
     print("plot: wrote " + ", ".join(str(path) for path in written))

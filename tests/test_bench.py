@@ -14,12 +14,11 @@ from prunetune.bench import (
     bench_generation,
     bench_pruning,
     bench_training,
-    flops_per_token,
-    ideal_speedup,
     padding_fraction,
     training_loaders,
 )
 from prunetune.config import PrunetuneError
+from prunetune.efficiency import flops_per_token, ideal_speedup
 from prunetune.generation import prompt_ids
 from prunetune.pruning import remove_layers
 
@@ -104,7 +103,7 @@ def test_bench_command_builds_what_it_needs_and_writes_the_json(tmp_path, monkey
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["model"]["tiny"] = {**TINY_TEST_CFG, "layers": 3}
     params["eval"]["max_new_tokens"] = dict.fromkeys(params["eval"]["max_new_tokens"], 2)
-    params["eval"]["efficiency"].update(prompt_tokens=8, batch_size=2)
+    params["speed"].update(prompt_tokens=8, batch_size=2)
     params["train"]["batch_size"] = 4
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     monkeypatch.chdir(tmp_path)

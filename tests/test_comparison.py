@@ -45,8 +45,6 @@ def fixture_inputs() -> tuple[dict, dict, dict, dict]:
         metrics["efficiency"] = {
             "size_mb": 3.5 if "full" in variant else 3.3,
             "params": 100 if "full" in variant else 90,
-            "decode_tokens_per_s_b1": 100.0,
-            "decode_tokens_per_s_b8": 800.0 if "full" in variant else 850.0,
         }
         eval_metrics[variant] = metrics
         predictions[variant] = [
@@ -138,6 +136,13 @@ def write_fixture_workspace(path: Path) -> None:
     prune = {"method": "block_influence", "removed_layers": [2], "layers_before": 4, "layers_after": 3}
     prune["layer_scores"] = [0.5, 0.3, 0.01, 0.2]
     (path / "metrics/prune.json").write_text(json.dumps(prune))
+    (path / "metrics/speed").mkdir()
+    for pair, pruned_b8 in (("base", 840.0), ("ft", 850.0)):  # the shape of efficiency.pruning_speed
+        speed = {"batch_size": 8, "ideal_speedup": 1.05, "full": {"decode_tokens_per_s_b1": 100.0,
+                 "decode_tokens_per_s_b8": 800.0}, "pruned": {"decode_tokens_per_s_b1": 104.0,
+                 "decode_tokens_per_s_b8": pruned_b8}}  # fmt: skip
+        speed.update(decode_speedup_b1=1.04, decode_speedup_b8=pruned_b8 / 800, decode_speedup_batched=pruned_b8 / 800)
+        (path / f"metrics/speed/{pair}.json").write_text(json.dumps(speed))
     for variant in ("full", "pruned"):
         for file, column in (("train/loss.tsv", "loss"), ("eval/loss.tsv", "loss")):
             tsv = path / f"metrics/train/{variant}/plots/metrics/{file}"
@@ -163,7 +168,9 @@ def test_compare_and_plot_stages_on_a_small_fixture(tmp_path):
         rows = list(csv.DictReader(handle))
     assert [r["variant"] for r in rows] == list(VARIANTS)
     assert float(rows[3]["summarization_rougeL"]) == pytest.approx(0.4)
-    assert float(rows[3]["decode_tokens_per_s_b8"]) == 850.0
+    # each variant's speed from its pair's file; the full model is its pair's reference
+    assert [float(r["decode_tokens_per_s_batched"]) for r in rows] == [800.0, 840.0, 800.0, 850.0]
+    assert [float(r["decode_speedup_batched"]) for r in rows] == [1.0, 1.05, 1.0, 850 / 800]
     with (tmp_path / "plots/data/layers.csv").open() as handle:
         layers = list(csv.DictReader(handle))
     assert [int(r["removed"]) for r in layers] == [0, 0, 1, 0] and float(layers[2]["score"]) == 0.01

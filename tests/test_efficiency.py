@@ -4,7 +4,18 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from prunetune.efficiency import decode_step, interquartile_mean, prefill, speed_runs, summarize_runs, timed_turns
+from prunetune.config import PrunetuneError
+from prunetune.efficiency import (
+    check_speed_params,
+    decode_step,
+    ideal_speedup,
+    interquartile_mean,
+    prefill,
+    pruning_speed,
+    speed_runs,
+    summarize_runs,
+    timed_turns,
+)
 from prunetune.pruning import remove_layers
 
 
@@ -68,3 +79,21 @@ def test_models_take_turns_at_every_step_in_flipping_order():
     assert set(runs) == {"b1", "b2"}
     for per_model in runs.values():  # the warm-up pass is not counted
         assert all(len(t["prefill"]) == 4 and len(t["decode"]) == 12 for t in per_model.values())
+
+
+def test_pruning_speed_reports_ratios_of_its_own_figures_beside_the_ideal():
+    full = small_model(4)
+    pruned = remove_layers(copy.deepcopy(full), [3])
+    cfg = {"prompt_tokens": 6, "new_tokens": 4, "batch_size": 2, "repeats": 3}
+    result = pruning_speed(full, pruned, cfg)
+    assert (result["layers_full"], result["layers_pruned"]) == (4, 3)
+    assert result["ideal_speedup"] == pytest.approx(ideal_speedup(full.config, pruned.config, context=6 + 4 // 2))
+    for label in ("b1", "b2"):
+        ratio = result["pruned"][f"decode_tokens_per_s_{label}"] / result["full"][f"decode_tokens_per_s_{label}"]
+        assert result[f"decode_speedup_{label}"] == pytest.approx(ratio)
+    assert result["decode_vs_ideal"] == pytest.approx(result["decode_speedup_b1"] / result["ideal_speedup"])
+
+
+def test_speed_params_are_checked_by_name():
+    with pytest.raises(PrunetuneError, match="speed.repeats"):
+        check_speed_params({"prompt_tokens": 8, "new_tokens": 2, "batch_size": 2, "repeats": 0})

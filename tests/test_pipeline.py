@@ -33,7 +33,7 @@ def repo(tmp_path_factory):
     params["model"]["tiny"]["pretrain_steps"] = 20
     params["train"].update(max_steps=4, eval_steps=2, logging_steps=1)
     params["eval"]["max_new_tokens"] = {task: 4 for task in params["eval"]["max_new_tokens"]}
-    params["eval"]["efficiency"].update(new_tokens=2, repeats=1)
+    params["speed"].update(new_tokens=2, repeats=1)
     params["qa"]["max_new_tokens"] = 4
     (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {
@@ -57,7 +57,8 @@ def test_repro_runs_every_stage_and_writes_the_outputs(repo):
     path, _, log = repo
     variants = ("base_full", "base_pruned", "ft_full", "ft_pruned")
     stages = ("split", "base", "prune", "finetune_full", "finetune_pruned")
-    for stage in (*stages, *(f"eval@{v}" for v in variants), *(f"qa@{v}" for v in variants), "compare", "plot"):
+    per_variant = (*(f"eval@{v}" for v in variants), *(f"qa@{v}" for v in variants))
+    for stage in (*stages, *per_variant, "speed@base", "speed@ft", "compare", "plot"):
         assert f"Running stage '{stage}'" in log
     report = json.loads((path / "data/processed/report.json").read_text())
     assert report["dropped"] == {"exact_duplicate": 1, "excluded_type": 6, "invalid": 0, "near_duplicate": 1}
@@ -74,6 +75,10 @@ def test_repro_runs_every_stage_and_writes_the_outputs(repo):
         assert metrics["efficiency"]["layers"] == (15 if "pruned" in variant else 16)
         assert len((path / f"predictions/{variant}.jsonl").read_text().splitlines()) == 48
         assert json.loads((path / f"metrics/qa/{variant}.json").read_text())["n"] == 26
+    for pair in ("base", "ft"):
+        speed = json.loads((path / f"metrics/speed/{pair}.json").read_text())
+        assert (speed["layers_full"], speed["layers_pruned"]) == (16, 15) and speed["ideal_speedup"] > 1
+        assert speed["decode_speedup_b1"] > 0 and speed["full"]["decode_tokens_per_s_b1"] > 0
     comparison = json.loads((path / "metrics/comparison.json").read_text())
     assert set(comparison["table"]) == set(variants)
     for name in ("training", "quality", "qa", "efficiency", "layers"):
@@ -152,8 +157,9 @@ def test_exp_run_with_a_lora_change_reruns_only_the_fine_tune_side(repo):
     path, env, _ = repo
     log = run(["dvc", "exp", "run", "-S", "lora.r=16"], path, env).stdout
     fine_tune_side = {"finetune_full", "finetune_pruned", "eval@ft_full", "eval@ft_pruned", "qa@ft_full"}
-    assert ran_stages(log) == fine_tune_side | {"qa@ft_pruned", "compare", "plot"}
+    assert ran_stages(log) == fine_tune_side | {"qa@ft_pruned", "speed@ft", "compare", "plot"}
     shown = json.loads(run(["dvc", "exp", "show", "--json"], path, env).stdout)
     assert "16" in json.dumps(shown)
     diff = json.loads(run(["dvc", "metrics", "diff", "HEAD", "--json"], path, env).stdout)
     assert "metrics/eval/ft_pruned.json" in diff and "metrics/eval/base_full.json" not in diff
+    assert "metrics/speed/ft.json" in diff and "metrics/speed/base.json" not in diff

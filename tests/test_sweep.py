@@ -14,10 +14,9 @@ def exp_state(rev, name, method, n_layers, params_after, rouge, speed, perplexit
         "summarization": {"rougeL": rouge, "rouge1": rouge + 0.1},
         "title_generation": {"rougeL": rouge / 2},
         "perplexity": perplexity,
-        "efficiency": {"layers": 16 - n_layers, "params": params_after, "decode_tokens_per_s_b1": speed},
+        "efficiency": {"layers": 16 - n_layers, "params": params_after},
     }
-    full = {"summarization": {"rougeL": 0.30}, "perplexity": 5.0, "efficiency": {"params": 1000, "layers": 16,
-            "decode_tokens_per_s_b1": 100.0}}  # fmt: skip
+    full = {"summarization": {"rougeL": 0.30}, "perplexity": 5.0, "efficiency": {"params": 1000, "layers": 16}}
     return {
         "rev": rev,
         "name": name,
@@ -31,6 +30,7 @@ def exp_state(rev, name, method, n_layers, params_after, rouge, speed, perplexit
                 },  # fmt: skip
                 "metrics/eval/ft_pruned.json": {"data": evaluation},
                 "metrics/eval/ft_full.json": {"data": full},
+                "metrics/speed/ft.json": {"data": {"decode_speedup_b1": speed, "decode_speedup_b8": 0.5}},
             },
             "deps": {},
             "outs": {},
@@ -50,15 +50,15 @@ def queued(rev, name):
 def fake_exp_show():
     """A baseline commit (last layer removed) with two finished experiments, one queued, and the workspace holding
     a copy of the last experiment applied (as `dvc exp run` leaves it)."""
-    baseline = exp_state("a" * 40, "main", "last", 1, 950, 0.20, 110.0, 9.0)
+    baseline = exp_state("a" * 40, "main", "last", 1, 950, 0.20, 1.10, 9.0)
     baseline["experiments"] = [
-        {"revs": [exp_state("b" * 40, "bi-2", "block_influence", 2, 900, 0.25, 120.0, 8.0)], "executor": None,
+        {"revs": [exp_state("b" * 40, "bi-2", "block_influence", 2, 900, 0.25, 1.20, 8.0)], "executor": None,
          "name": "bi-2"},
-        {"revs": [exp_state("c" * 40, "ang-4", "angular", 4, 800, 0.15, 140.0, 12.0)], "executor": None,
+        {"revs": [exp_state("c" * 40, "ang-4", "angular", 4, 800, 0.15, 1.40, 12.0)], "executor": None,
          "name": "ang-4"},
         queued("d" * 40, "ang-8"),
     ]  # fmt: skip
-    workspace = exp_state("workspace", None, "angular", 4, 800, 0.15, 140.0, 12.0)
+    workspace = exp_state("workspace", None, "angular", 4, 800, 0.15, 1.40, 12.0)
     return [workspace, baseline]
 
 
@@ -66,11 +66,12 @@ def test_exp_show_json_becomes_one_row_per_finished_experiment():
     rows = experiment_rows(fake_exp_show())
     assert [r["experiment"] for r in rows] == ["bi-2", "ang-4", "main", "ft_full (unpruned)"]
     bi, ang, main_row, full = rows
-    assert (bi["method"], bi["n_layers"], bi["layers"], bi["params"], bi["decode_tokens_per_s"]) == (
-        "block_influence", 2, 14, 900, 120.0,
+    assert (bi["method"], bi["n_layers"], bi["layers"], bi["params"], bi["decode_speedup"]) == (
+        "block_influence", 2, 14, 900, 1.20,
     )  # fmt: skip
     assert ang["rev"] == "ccccccc" and main_row["method"] == "last" and main_row["n_layers"] == 1
     assert (full["variant"], full["method"], full["params"], full["layers"]) == ("ft_full", "none", 1000, 16)
+    assert full["decode_speedup"] == 1.0  # the reference of every pruned row's paired speedup
     assert all(r["healing"] == "lora" for r in rows)
 
 
