@@ -174,7 +174,11 @@ def plot_efficiency(eval_metrics: dict[str, dict[str, Any]], speed: dict[str, di
     figure, axes = plt.subplots(1, 2, figsize=(12, 4.6))
     panels = (
         (axes[0], {v: eval_metrics[v]["efficiency"]["size_mb"] for v in VARIANTS}, "size on disk (MB)"),
-        (axes[1], {v: speed[v]["decode_speedup_batched"] for v in VARIANTS}, "decode speedup over its full model (batched)"),
+        (
+            axes[1],
+            {v: speed[v]["decode_speedup_batched"] for v in VARIANTS},
+            "decode speedup over its full model (batched)",
+        ),
     )
     for axis, xs, label in panels:
         for variant in VARIANTS:
