@@ -28,7 +28,18 @@ from prunetune.config import PrunetuneError
 
 PARAMS_FILE, PRUNE_METRICS = "params.yaml", "metrics/prune.json"
 TABLE_QUALITY = ("summarization.rougeL", "title_generation.rougeL", "perplexity")
-COLUMNS = ("experiment", "rev", "variant", "method", "n_layers", "healing", "layers", "params", "decode_speedup")
+COLUMNS = (
+    "experiment",
+    "rev",
+    "variant",
+    "method",
+    "n_layers",
+    "healing",
+    "layers",
+    "params",
+    "decode_speedup",
+    "ideal_speedup",
+)
 
 
 def lower_is_better(metric: str) -> bool:
@@ -79,6 +90,7 @@ def _row(
         "layers": (None if unpruned else prune.get("layers_after")) or efficiency.get("layers"),
         "params": (None if unpruned else prune.get("params_after")) or efficiency.get("params"),
         "decode_speedup": (1.0 if unpruned else speed.get("decode_speedup_b1")) if speed else None,
+        "ideal_speedup": (1.0 if unpruned else speed.get("ideal_speedup")) if speed else None,  # FLOP ratio
     }
     if row["method"] == "last":
         row["n_layers"] = 1

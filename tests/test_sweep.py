@@ -30,7 +30,7 @@ def exp_state(rev, name, method, n_layers, params_after, rouge, speed, perplexit
                 },  # fmt: skip
                 "metrics/eval/ft_pruned.json": {"data": evaluation},
                 "metrics/eval/ft_full.json": {"data": full},
-                "metrics/speed/ft.json": {"data": {"decode_speedup_b1": speed, "decode_speedup_b8": 0.5}},
+                "metrics/speed/ft.json": {"data": {"decode_speedup_b1": speed, "ideal_speedup": 16 / (16 - n_layers)}},
             },
             "deps": {},
             "outs": {},
@@ -72,6 +72,7 @@ def test_exp_show_json_becomes_one_row_per_finished_experiment():
     assert ang["rev"] == "ccccccc" and main_row["method"] == "last" and main_row["n_layers"] == 1
     assert (full["variant"], full["method"], full["params"], full["layers"]) == ("ft_full", "none", 1000, 16)
     assert full["decode_speedup"] == 1.0  # the reference of every pruned row's paired speedup
+    assert bi["ideal_speedup"] == pytest.approx(16 / 14) and full["ideal_speedup"] == 1.0
     assert all(r["healing"] == "lora" for r in rows)
 
 
