@@ -3,6 +3,7 @@ import random
 from pathlib import Path
 
 import pytest
+from transformers import LlamaConfig
 
 TYPES = ["Press Release", "Press Kit", "Speech", "Fact & Figures"]
 WORDS = (
@@ -121,3 +122,16 @@ TRAIN_TEST_CFG = {
     "num_processes": 1,
     "seed": 0,
 }
+
+
+def small_llama_config(layers: int, vocab_size: int = 512) -> LlamaConfig:
+    """A Llama small enough to hand-work its FLOPs: hidden 32, MLP 64, 4 heads, 2 KV heads, tied embeddings."""
+    return LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
+    )

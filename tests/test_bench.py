@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import LORA_TEST_CFG, TINY_TEST_CFG, TRAIN_TEST_CFG, chat_examples
+from conftest import LORA_TEST_CFG, TINY_TEST_CFG, TRAIN_TEST_CFG, chat_examples, small_llama_config
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from prunetune.bench import (
@@ -25,25 +25,13 @@ from prunetune.pruning import remove_layers
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def small_config(layers: int) -> LlamaConfig:
-    return LlamaConfig(
-        vocab_size=512,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        tie_word_embeddings=True,
-    )
-
-
 def test_ideal_speedup_is_the_hand_worked_flop_ratio():
     # head_dim 8; per layer: q, o 32*32 each, k, v 32*16 each, MLP 3*32*64 -> 9216 multiply-adds;
     # attention over 16 positions: 2 * 4 heads * 8 * 16 = 1024; x2 FLOPs -> 20480 per layer.
     # LM head (the tied embedding): 2 * 32 * 512 = 32768. Full 4 layers: 114688; pruned to 3: 94208.
-    assert flops_per_token(small_config(4), context=16) == 4 * 20480 + 32768 == 114688
-    assert flops_per_token(small_config(3), context=16) == 94208
-    assert ideal_speedup(small_config(4), small_config(3), context=16) == pytest.approx(114688 / 94208)
+    assert flops_per_token(small_llama_config(4), context=16) == 4 * 20480 + 32768 == 114688
+    assert flops_per_token(small_llama_config(3), context=16) == 94208
+    assert ideal_speedup(small_llama_config(4), small_llama_config(3), context=16) == pytest.approx(114688 / 94208)
 
 
 def test_padding_fraction_is_pads_over_all_positions():

@@ -2,7 +2,8 @@ import copy
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from conftest import small_llama_config
+from transformers import LlamaForCausalLM
 
 from prunetune.config import PrunetuneError
 from prunetune.efficiency import (
@@ -21,16 +22,7 @@ from prunetune.pruning import remove_layers
 
 def small_model(layers: int = 3) -> LlamaForCausalLM:
     torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=128,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        tie_word_embeddings=True,
-    )
-    return LlamaForCausalLM(config).eval()
+    return LlamaForCausalLM(small_llama_config(layers, vocab_size=128)).eval()
 
 
 def test_interquartile_mean_drops_a_quarter_at_each_end():
