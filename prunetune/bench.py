@@ -407,8 +407,9 @@ def run_bench(
         settings["prompts_per_task"] = prompts_per_task
     eval_cfg = section(params, "eval")
     limits = dict(eval_cfg["max_new_tokens"])
-    check_speed_params(section(params, "speed"))
-    speed_cfg = {**section(params, "speed"), "new_tokens": settings["new_tokens"], "repeats": settings["speed_repeats"]}
+    speed_cfg = section(params, "speed")
+    check_speed_params(speed_cfg)
+    speed_cfg = {**speed_cfg, "new_tokens": settings["new_tokens"], "repeats": settings["speed_repeats"]}
     if mode == "smoke":
         limits = {task: min(n, SMOKE_LIMITS["max_new_tokens"]) for task, n in limits.items()}
         speed_cfg.update(prompt_tokens=SMOKE_LIMITS["prompt_tokens"], batch_size=SMOKE_LIMITS["batch_size"])
