@@ -1,4 +1,7 @@
 import copy
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -89,3 +92,15 @@ def test_pruning_speed_reports_ratios_of_its_own_figures_beside_the_ideal():
 def test_speed_params_are_checked_by_name():
     with pytest.raises(PrunetuneError, match="speed.repeats"):
         check_speed_params({"prompt_tokens": 8, "new_tokens": 2, "batch_size": 2, "repeats": 0})
+
+
+def test_speed_stage_bad_input_gets_one_line(tmp_path):
+    stage = Path(__file__).resolve().parents[1] / "stages/speed.py"
+    (tmp_path / "params.yaml").write_text("speed: {prompt_tokens: 8, new_tokens: 2, batch_size: 2, repeats: 1}\n")
+    for args, message in (
+        ([], "error: usage: python"),
+        (["base", "models/base", "models/pruned"], "error: models/base: models/base is not a Hugging Face model"),
+    ):
+        result = subprocess.run([sys.executable, str(stage), *args], cwd=tmp_path, capture_output=True, text=True)
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert result.stderr.strip().splitlines()[-1].startswith(message), result.stderr[-500:]
