@@ -74,6 +74,21 @@ def sweep_report(args: argparse.Namespace) -> None:
     run_stage(report)
 
 
+def seed_report(args: argparse.Namespace) -> None:
+    """Several seeds' DVC experiments pooled: each paired difference with its between-seed spread."""
+    from prunetune.config import run_stage
+    from prunetune.data import read_json
+    from prunetune.seeds import seed_report as write_report
+    from prunetune.sweep import read_experiments
+
+    def report() -> None:
+        exp_show = read_json(args.from_json) if args.from_json else read_experiments(all_commits=args.all_commits)
+        for kind, path in write_report(exp_show, Path(args.out), args.experiments or None).items():
+            print(f"{kind:<9}{path}")
+
+    run_stage(report)
+
+
 def bench(args: argparse.Namespace) -> None:
     """Batched vs one-at-a-time generation, full vs pruned speed, training batching: figures for BENCHMARKS.md."""
     import json
@@ -130,6 +145,12 @@ def main(argv: list[str] | None = None) -> None:
     sweep.add_argument("--all-commits", action="store_true", help="experiments of every commit, not only HEAD's")
     sweep.add_argument("--from-json", help="read a saved `dvc exp show --json` output instead of running it")
     sweep.set_defaults(run=sweep_report)
+    seeds = commands.add_parser("seed-report", help="pool DVC experiments run with different seeds into one table")
+    seeds.add_argument("experiments", nargs="*", help="experiment names (default: every one with a comparison)")
+    seeds.add_argument("--out", default="reports/seeds", help="directory for seeds.md/.json (default: %(default)s)")
+    seeds.add_argument("--all-commits", action="store_true", help="experiments of every commit, not only HEAD's")
+    seeds.add_argument("--from-json", help="read a saved `dvc exp show --json` output instead of running it")
+    seeds.set_defaults(run=seed_report)
     timing = commands.add_parser("bench", help="measure generation, pruning and training speed (BENCHMARKS.md)")
     timing.add_argument("--quick", action="store_true", help="fewer repeats: under 3 minutes on 2 CPU cores")
     timing.add_argument("--json", help="write every figure to this JSON file")

@@ -30,10 +30,10 @@ ARTICLE_FIELDS: dict[str, type] = {
 TAG_SEPARATOR = " | "  # "|" may not occur inside a tag (checked on load), so tags parse back whole
 SYSTEM_PROMPT = "You are an assistant for BMW Group press articles. Answer with the requested text only."
 TASK_INSTRUCTIONS = {
-    "summarization": "Summarize the following press article in one to three sentences.",
-    "title_generation": "Write a headline for the following press article.",
-    "tag_extraction": "List the topic tags of the following press article, separated by ' | '.",
-    "type_classification": "Classify the type of the following press article. Answer with one of: {types}.",
+    "summarization": "Summarize the press article above in one to three sentences.",
+    "title_generation": "Write a headline for the press article above.",
+    "tag_extraction": "List the topic tags of the press article above, separated by ' | '.",
+    "type_classification": "Classify the type of the press article above. Answer with one of: {types}.",
 }
 
 
@@ -361,7 +361,7 @@ def build_examples(
                 "task": task,
                 "messages": [
                     {"role": "system", "content": SYSTEM_PROMPT},
-                    {"role": "user", "content": f"{instruction}\n\n{content}"},
+                    {"role": "user", "content": f"{content}\n\n{instruction}"},
                     {"role": "assistant", "content": answers[task]},
                 ],
             }
@@ -370,8 +370,8 @@ def build_examples(
 
 
 def article_content(example: dict[str, Any]) -> str:
-    """The article text of a task example (the user message after its one-paragraph instruction)."""
-    return example["messages"][1]["content"].split("\n\n", 1)[1]
+    """The article text of a task example (the user message before its one-paragraph instruction)."""
+    return example["messages"][1]["content"].rsplit("\n\n", 1)[0]
 
 
 def article_texts(examples: list[dict[str, Any]]) -> list[str]:

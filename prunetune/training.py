@@ -27,6 +27,7 @@ from prunetune.config import PrunetuneError, require, require_int
 
 IGNORE_INDEX = -100
 LORA_BIASES = ("none", "all", "lora_only")
+LOSS_WEIGHTINGS = ("token", "example")
 
 
 # ---------------------------------------------------------------- params
@@ -73,6 +74,13 @@ def check_train_params(cfg: dict[str, Any]) -> None:
     require_int(cfg, "seed", "train", minimum=0)
     require_int(cfg, "max_steps", "train", minimum=-1)
     _require_number(cfg, "max_epochs", "train", 1e-9)
+    weighting = cfg.get("loss_weighting", "token")
+    require(weighting in LOSS_WEIGHTINGS, "train.loss_weighting", f"must be one of {LOSS_WEIGHTINGS}, got {weighting!r}")
+    require(
+        weighting == "token" or cfg.get("method", "lora") == "lora",
+        "train.loss_weighting",
+        "example weighting is for train.method lora; kd averages over tokens (set loss_weighting: token)",
+    )
     from prunetune.distill import check_kd_params  # distill builds on this module
 
     check_kd_params(cfg)
@@ -106,6 +114,35 @@ def build_dataset(examples: list[dict[str, Any]], tokenizer: Any, max_seq_length
 
 
 # ---------------------------------------------------------------- trainer pieces
+
+
+def per_example_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each example's mean negative log-likelihood over its labelled tokens, and which examples have any."""
+    targets = labels[:, 1:]
+    answer = targets != IGNORE_INDEX
+    token_nll = torch.nn.functional.cross_entropy(
+        logits[:, :-1].float().transpose(1, 2), targets.clamp(min=0), reduction="none"
+    )
+    counts = answer.sum(dim=1)
+    return (token_nll * answer).sum(dim=1) / counts.clamp(min=1), counts > 0
+
+
+class ExampleWeightedLoss:
+    """compute_loss_func that weighs every example equally, whatever its answer's length.
+
+    Per-token averaging lets long answers dominate: in the sample corpus type answers are 4% of the answer tokens,
+    so a short task barely trains. Training: the micro-batch mean divided by the accumulation steps and the
+    processes (the Trainer neither divides nor averages a compute_loss_func's loss: it multiplies by the process
+    count); evaluation (num_items_in_batch None): the plain mean. Builds float logits over the whole vocabulary,
+    so it suits small vocabularies; the real study keeps loss_weighting: token (TRL's fused path)."""
+
+    def __init__(self, accumulation_steps: int, processes: int):
+        self.scale = accumulation_steps * processes
+
+    def __call__(self, outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> torch.Tensor:
+        per_example, has_answer = per_example_nll(outputs.logits, labels)
+        loss = per_example[has_answer].sum() / has_answer.sum().clamp(min=1)
+        return loss if num_items_in_batch is None else loss / self.scale
 
 
 class HealingTrainer(SFTTrainer):
@@ -286,6 +323,8 @@ def finetune(
     if teacher is not None:
         trainer_class = DistillationTrainer
         kd_args = {"teacher": teacher, "kd_alpha": train_cfg["kd_alpha"], "kd_temperature": train_cfg["kd_temperature"]}
+    if train_cfg.get("loss_weighting", "token") == "example":
+        kd_args["compute_loss_func"] = ExampleWeightedLoss(args.gradient_accumulation_steps, args.world_size)
     trainer = trainer_class(
         model=model,
         args=args,

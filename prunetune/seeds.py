@@ -1,0 +1,131 @@
+"""Training-seed variance: several DVC experiments of one configuration pooled into one table.
+
+A bootstrap interval covers the noise of a small test set for one trained model; a training seed (the base
+model's initialisation and data order, the fine-tune's LoRA initialisation and batches) is a second source of
+noise that no single run shows. Run the configuration with several seeds, then pool them:
+
+    for seed in 1 2 3; do
+        dvc exp run --queue -n "seed-$seed" -S model.tiny.seed=$seed -S train.seed=$seed
+    done
+    dvc queue start          # then `dvc queue status` until every task is done
+    prunetune seed-report --out reports/seeds
+
+Each paired difference of metrics/comparison.json gets its value per seed, the mean and between-seed standard
+deviation beside the mean bootstrap interval, and how many seeds agree on its sign and on its significance.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+from prunetune.config import PrunetuneError
+from prunetune.sweep import _file_data, _states
+
+COMPARISON = "metrics/comparison.json"
+
+
+def seed_runs(exp_show: list[dict[str, Any]], names: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """experiment name -> its metrics/comparison.json, for the named experiments (default: every one that has it);
+    identical results (an experiment and the workspace it was applied to) are kept once."""
+    runs: dict[str, dict[str, Any]] = {}
+    seen: set[str] = set()
+    for name, state in _states(exp_show):
+        comparison = _file_data((state.get("data") or {}).get("metrics"), COMPARISON)
+        if not comparison or (names and name not in names):
+            continue
+        key = json.dumps(comparison, sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            runs[name] = comparison
+    missing = sorted(set(names or []) - set(runs))
+    if missing:
+        raise PrunetuneError(
+            f"seed-report: no {COMPARISON} for experiment(s) {', '.join(missing)}; "
+            "`dvc exp show` lists the finished ones (queued or failed experiments have none)"
+        )
+    if len(runs) < 2:
+        raise PrunetuneError(
+            f"seed-report: {len(runs)} experiment(s) with {COMPARISON}; pooling needs at least 2 "
+            "(dvc exp run --queue -S model.tiny.seed=N -S train.seed=N for several N, then dvc queue start)"
+        )
+    return runs
+
+
+def _significant(entry: dict[str, Any]) -> bool:
+    """The run's own verdict: Holm-adjusted where the comparison has it, else whether the interval excludes 0."""
+    return bool(entry.get("holm_significant", entry.get("excludes_zero", False)))
+
+
+def pool_differences(runs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (pair, metric) present in every run: per-seed values, mean, between-seed sd, mean interval,
+    and the seeds that agree with the first on the sign and that call it significant."""
+    first = next(iter(runs.values()))
+    rows = []
+    for pair, metrics in first.get("differences", {}).items():
+        for metric in metrics:
+            entries = [run.get("differences", {}).get(pair, {}).get(metric) for run in runs.values()]
+            if any(not isinstance(e, dict) or "diff" not in e for e in entries):
+                continue
+            values = [float(e["diff"]) for e in entries]
+            lows, highs = [float(e["ci"][0]) for e in entries], [float(e["ci"][1]) for e in entries]
+            signs = [math.copysign(1, v) if v else 0 for v in values]
+            rows.append(
+                {
+                    "pair": pair,
+                    "metric": metric,
+                    "values": dict(zip(runs, values, strict=True)),
+                    "mean": statistics.fmean(values),
+                    "seed_sd": statistics.stdev(values),
+                    "mean_ci": [statistics.fmean(lows), statistics.fmean(highs)],
+                    "same_sign": sum(s == signs[0] for s in signs),
+                    "significant": sum(_significant(e) for e in entries),
+                    "seeds": len(entries),
+                }
+            )
+    return rows
+
+
+def _verdict(row: dict[str, Any]) -> str:
+    n = row["seeds"]
+    if row["significant"] == n and row["same_sign"] == n:
+        return f"{'+' if row['mean'] > 0 else '−'} in all {n}"
+    if row["significant"] == 0:
+        return f"n.s. in all {n}"
+    return f"mixed ({row['significant']}/{n} significant)"
+
+
+def render_markdown(rows: list[dict[str, Any]], names: list[str]) -> str:
+    header = (
+        "| A − B | metric | " + " | ".join(names) + " | mean | between-seed sd | mean 95% bootstrap CI | verdict |"
+    )
+    lines = [
+        f"Paired differences over {len(names)} training seeds ({', '.join(names)}). *between-seed sd* is the spread "
+        "that retraining causes; *mean 95% bootstrap CI* the test-set noise a single run reports. The verdict holds "
+        "a difference only where every seed calls it significant with the same sign.",
+        "",
+        header,
+        "|" + "---|" * (len(names) + 6),
+    ]
+    for row in rows:
+        cells = [f"{row['values'][name]:+.4g}" for name in names]
+        low, high = row["mean_ci"]
+        lines.append(
+            f"| {row['pair'].replace('-', ' − ', 1)} | {row['metric']} | {' | '.join(cells)} | {row['mean']:+.4g} | "
+            f"{row['seed_sd']:.3g} | [{low:+.4g}, {high:+.4g}] | {_verdict(row)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def seed_report(exp_show: list[dict[str, Any]], out_dir: Path, names: list[str] | None = None) -> dict[str, Path]:
+    """seeds.json (every pooled row) and seeds.md (the table) in out_dir."""
+    runs = seed_runs(exp_show, names)
+    rows = pool_differences(runs)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out_dir / "seeds.json", out_dir / "seeds.md"
+    json_path.write_text(json.dumps({"experiments": list(runs), "differences": rows}, indent=2) + "\n")
+    md_path.write_text(render_markdown(rows, list(runs)), encoding="utf-8")
+    return {"json": json_path, "markdown": md_path}
