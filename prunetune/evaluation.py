@@ -10,7 +10,9 @@ from prunetune.data import TASKS, parse_tags
 from prunetune.generation import completion_nll, generate_greedy, prompt_ids
 from prunetune.metrics import (
     bertscore_f1,
+    bertscore_info,
     bootstrap_ci,
+    check_ci_method,
     majority_baseline,
     mean_ci,
     micro_f1,
@@ -36,10 +38,12 @@ def check_eval_params(cfg: dict[str, Any]) -> None:
     for task in TASKS:
         require_int(limits, task, "eval.max_new_tokens", minimum=1)
     require(isinstance(cfg.get("bertscore_model"), str), "eval.bertscore_model", "must be 'minilm' or a model id/path")
+    check_ci_method(cfg, "eval")
 
 
 def _with_ci(name: str, values: list[float], cfg: dict[str, Any]) -> dict[str, Any]:
-    mean, ci = mean_ci(values, n_resamples=cfg["bootstrap_resamples"], seed=cfg["seed"])
+    method = cfg.get("ci_method", "percentile")
+    mean, ci = mean_ci(values, n_resamples=cfg["bootstrap_resamples"], seed=cfg["seed"], method=method)
     return {name: mean, f"{name}_ci": ci}
 
 
@@ -51,7 +55,7 @@ def score_task(
         per_example = rouge_scores(predictions, references)
         for scores, f1 in zip(per_example, bertscore_f1(predictions, references, cfg["bertscore_model"]), strict=True):
             scores["bertscore_f1"] = f1
-        names = ["rouge1", "rouge2", "rougeL", "bertscore_f1"]
+        names = ["rouge1", "rouge2", "rougeL", "rougeLsum", "bertscore_f1"]
     elif task == "tag_extraction":
         predicted, gold = [parse_tags(p) for p in predictions], [parse_tags(r) for r in references]
         per_example = [tag_scores(p, g) for p, g in zip(predicted, gold, strict=True)]
@@ -72,6 +76,7 @@ def score_task(
             lambda idx: micro_f1([predicted[i] for i in idx], [gold[i] for i in idx]),
             n_resamples=cfg["bootstrap_resamples"],
             seed=cfg["seed"],
+            method=cfg.get("ci_method", "percentile"),
         )
     if task == "type_classification":
         metrics["majority_baseline"] = majority_baseline(train_types, references)[1]
@@ -111,7 +116,7 @@ def evaluate(
         task_sums, task_tokens = [s for s, _ in task_nll], [n for _, n in task_nll]
         metrics[task]["perplexity"] = perplexity(task_sums, task_tokens)
         metrics[task]["perplexity_ci"] = perplexity_ci(
-            task_sums, task_tokens, n_resamples=cfg["bootstrap_resamples"], seed=cfg["seed"]
+            task_sums, task_tokens, cfg["bootstrap_resamples"], cfg["seed"], method=cfg.get("ci_method", "percentile")
         )
         counts["examples"][task] = len(examples)
         counts["hit_max_new_tokens"][task] = sum(g["hit_max_new_tokens"] for g in generated)
@@ -134,7 +139,21 @@ def evaluate(
             )
     sums, tokens = [s for s, _ in nll], [n for _, n in nll]
     metrics["perplexity"] = perplexity(sums, tokens)
-    metrics["perplexity_ci"] = perplexity_ci(sums, tokens, n_resamples=cfg["bootstrap_resamples"], seed=cfg["seed"])
+    # an article's four task answers are pooled here: resample articles, not answers (a cluster bootstrap)
+    metrics["perplexity_ci"] = perplexity_ci(
+        sums,
+        tokens,
+        cfg["bootstrap_resamples"],
+        cfg["seed"],
+        clusters=[e["article_id"] for e in test_examples],
+        method=cfg.get("ci_method", "percentile"),
+    )
+    metrics["intervals"] = {
+        "method": cfg.get("ci_method", "percentile"),
+        "resampled": "test examples per task; articles (cluster bootstrap) for the pooled perplexity",
+    }
+    if any(task in metrics for task in ("summarization", "title_generation")):
+        metrics["bertscore"] = bertscore_info(cfg["bertscore_model"])
     counts["type_labels_in_train"] = dict(sorted(Counter(train_types).items()))
     counts["majority_label"] = majority_baseline(train_types, train_types)[0] if train_types else None
     return metrics, rows, counts

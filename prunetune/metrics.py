@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 import os
 import re
+import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -29,23 +31,48 @@ def _same_length(predictions: Sequence, references: Sequence, what: str = "predi
 # ---------------------------------------------------------------- ROUGE and BERTScore
 
 
+ROUGE_NAMES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+# a sentence ends at . ! ? (closing quotes allowed) followed by space and an upper-case letter, digit or quote
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"'”’)]*\s+(?=[\"“'(]?[^\W_a-z])")
+
+
+class UnicodeTokenizer:
+    """rouge_score's tokenizer keeps only [a-z0-9], so 'Müller' scores as 'm ller' and 'Jürgen' equals 'Jörgen';
+    this one lowercases, keeps every unicode letter and digit, and Porter-stems ASCII words longer than 3 as it does."""
+
+    def __init__(self) -> None:
+        from nltk.stem import porter
+
+        self._stemmer = porter.PorterStemmer("ORIGINAL_ALGORITHM")  # the stemmer rouge_score uses
+
+    def tokenize(self, text: str) -> list[str]:
+        words = re.sub(r"[\W_]+", " ", text.lower()).split()
+        return [self._stemmer.stem(w) if w.isascii() and len(w) > 3 else w for w in words]
+
+
+def sentence_lines(text: str) -> str:
+    """One sentence per line, the form rougeLsum expects (CNN/DM's references are newline-joined sentences)."""
+    return "\n".join(part.strip() for part in _SENTENCE_END.split(text.strip()) if part.strip())
+
+
 @lru_cache(maxsize=1)
 def _rouge_scorer() -> Any:
     from rouge_score import rouge_scorer
 
-    return rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
+    return rouge_scorer.RougeScorer(list(ROUGE_NAMES), tokenizer=UnicodeTokenizer())
 
 
 def rouge_scores(predictions: list[str], references: list[str]) -> list[dict[str, float]]:
-    """Per-example ROUGE-1/2/L F1 (stemmed), so the caller can bootstrap them; an empty prediction scores 0.0."""
+    """Per-example ROUGE-1/2/L and sentence-level ROUGE-Lsum F1 (stemmed), so the caller can bootstrap them;
+    an empty prediction scores 0.0. ROUGE-L treats a summary as one sequence; Lsum matches sentence by sentence."""
     _same_length(predictions, references)
     scorer = _rouge_scorer()
     out = []
     for pred, ref in zip(predictions, references, strict=True):
         if not pred.strip():
-            out.append({"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0})
+            out.append(dict.fromkeys(ROUGE_NAMES, 0.0))
             continue
-        scores = scorer.score(ref, pred)  # rouge_score takes (target, prediction)
+        scores = scorer.score(sentence_lines(ref), sentence_lines(pred))  # rouge_score takes (target, prediction)
         out.append({name: float(score.fmeasure) for name, score in scores.items()})
     return out
 
@@ -63,26 +90,45 @@ def _model_dir(model: str) -> Path:
     return Path(snapshot_download(model, local_files_only=True))  # never touches the network
 
 
+def bertscore_layer(model: str, path: Path, config: Any) -> dict[str, Any]:
+    """bert_score's tuned layer when it knows the model (roberta-large: 17), else the last layer; a hub id is
+    recognised by name, or inside a local hub-cache path (models--org--name/snapshots/...)."""
+    from bert_score.utils import model2layers
+
+    cached = re.search(r"models--(.+?)[/\\]snapshots", str(path))
+    names = [model, cached.group(1).replace("--", "/") if cached else "", str(getattr(config, "_name_or_path", ""))]
+    for name in names:
+        if name in model2layers:
+            return {"model": model, "layer": model2layers[name], "layer_source": f"bert_score's tuned layer for {name}"}
+    last = getattr(config, "num_hidden_layers", None) or config.num_layers
+    return {"model": model, "layer": last, "layer_source": "last layer (bert_score has no tuned layer for it)"}
+
+
 @lru_cache(maxsize=2)
-def _bert_scorer(model: str) -> Any:
+def _bert_scorer(model: str) -> tuple[Any, dict[str, Any]]:
     """Load once per model; every failure becomes a one-line PrunetuneError naming the param."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         from bert_score import BERTScorer
-        from bert_score.utils import model2layers
         from transformers import AutoConfig
 
         path = _model_dir(model)
-        config = AutoConfig.from_pretrained(path)
-        layers = model2layers.get(model) or getattr(config, "num_hidden_layers", None) or config.num_layers
-        # all layers of MiniLM-L6 (6); no baseline rescaling: bert_score has no baseline for a local path
-        return BERTScorer(model_type=str(path), num_layers=layers, rescale_with_baseline=False)
+        info = bertscore_layer(model, path, AutoConfig.from_pretrained(path))
+        # num_layers picks the ONE layer whose token embeddings are matched (not all layers up to it);
+        # no baseline rescaling: bert_score has no baseline for a local path
+        scorer = BERTScorer(model_type=str(path), num_layers=info["layer"], rescale_with_baseline=False)
+        return scorer, info
     except Exception as err:  # any loading failure means the same thing to the user
         detail = (str(err).strip().splitlines() or [""])[0]
         raise PrunetuneError(
             f"params.yaml: eval.bertscore_model {model!r} cannot be loaded offline: {type(err).__name__}: {detail} "
             f"(use '{MINILM}', a local model directory, or a hub id already in the cache)"
         ) from None
+
+
+def bertscore_info(model: str) -> dict[str, Any]:
+    """Which model and layer BERTScore used, and why that layer: for the metrics file."""
+    return dict(_bert_scorer(model)[1])
 
 
 def check_bertscore_model(model: str) -> None:
@@ -93,7 +139,7 @@ def check_bertscore_model(model: str) -> None:
 def bertscore_f1(predictions: list[str], references: list[str], model: str, batch_size: int = 32) -> list[float]:
     """Per-example BERTScore F1; empty (or blank) predictions or references score 0.0 without reaching bert_score."""
     _same_length(predictions, references)
-    scorer = _bert_scorer(model)
+    scorer = _bert_scorer(model)[0]
     # bert_score's sent_encode crashes on blank strings under transformers 5, and they carry no tokens anyway
     keep = [i for i, (p, r) in enumerate(zip(predictions, references, strict=True)) if p.strip() and r.strip()]
     out = [0.0] * len(predictions)
@@ -108,11 +154,11 @@ def bertscore_f1(predictions: list[str], references: list[str], model: str, batc
 
 
 def _tag_set(tags: list[str]) -> set[str]:
-    return {tag.strip().casefold() for tag in tags if tag.strip()}
+    return {normalize_label(tag) for tag in tags if normalize_label(tag)}
 
 
 def tag_scores(predicted: list[str], gold: list[str]) -> dict[str, float]:
-    """Exact match, Jaccard and F1 of one sample's tag lists (parsed whole by data.parse_tags), case-insensitive."""
+    """Exact match, Jaccard and F1 of one sample's tag lists (parsed whole by data.parse_tags), normalize_label'd."""
     pred, true = _tag_set(predicted), _tag_set(gold)
     tp = len(pred & true)
     if not pred and not true:
@@ -135,7 +181,7 @@ def micro_f1(predicted_lists: list[list[str]], gold_lists: list[list[str]]) -> f
 
 
 def normalize_label(text: str) -> str:
-    """Compare labels as meant, not as typed: trimmed, casefolded, inner spaces collapsed, no trailing period."""
+    """The one label normalization (types and tags): trimmed, casefolded, inner spaces collapsed, no trailing period."""
     return " ".join(text.strip().casefold().rstrip(".").split())
 
 
@@ -160,33 +206,133 @@ def majority_baseline(train_labels: list[str], test_labels: list[str]) -> tuple[
 # ---------------------------------------------------------------- bootstrap
 
 
+CI_METHODS = ("percentile", "bca")
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    """One bootstrap run: the percentile and BCa intervals and the resampled statistics behind both."""
+
+    percentile: list[float]
+    bca: list[float]
+    distribution: np.ndarray
+
+    def ci(self, method: str = "percentile") -> list[float]:
+        if method not in CI_METHODS:
+            raise PrunetuneError(f"metrics: ci_method must be one of {CI_METHODS}, got {method!r}")
+        return self.bca if method == "bca" else self.percentile
+
+
+def check_ci_method(cfg: dict[str, Any], section: str) -> None:
+    """The optional ci_method param: percentile (the default) or bca (better coverage on a dozen articles)."""
+    method = cfg.get("ci_method", "percentile")
+    if method not in CI_METHODS:
+        raise PrunetuneError(f"params.yaml: {section}.ci_method must be one of {', '.join(CI_METHODS)}, got {method!r}")
+
+
+def _units(n: int, clusters: Sequence | None) -> list[np.ndarray] | None:
+    """The example indices of each resampling unit; None when every example is its own unit."""
+    if clusters is None:
+        return None
+    if len(clusters) != n:
+        raise PrunetuneError(f"metrics: {len(clusters)} cluster labels for {n} examples; give one per example")
+    members: dict[Any, list[int]] = {}
+    for index, label in enumerate(clusters):
+        members.setdefault(label, []).append(index)
+    return [np.asarray(m, dtype=np.int64) for m in members.values()]
+
+
+def bootstrap(
+    n: int,
+    statistic: Callable[[np.ndarray], float],
+    n_resamples: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    clusters: Sequence | None = None,
+) -> Bootstrap:
+    """scipy.stats.bootstrap of statistic(example indices). With clusters (one label per example, e.g. its
+    article_id) whole clusters are resampled: examples of one article are not independent, and treating
+    them as such makes the interval too narrow. Degenerate data (every resample equal) gives [v, v]."""
+    from scipy import stats
+
+    if n < 1:
+        raise PrunetuneError("metrics: a confidence interval needs at least one example; check the test split")
+    if n_resamples < 1 or not 0 < confidence < 1:
+        raise PrunetuneError(f"metrics: need n_resamples >= 1 and 0 < confidence < 1, got {n_resamples}, {confidence}")
+    units = _units(n, clusters)
+    k = n if units is None else len(units)
+    if k == 1:
+        value = float(statistic(np.arange(n)))
+        return Bootstrap([value, value], [value, value], np.full(1, value))
+
+    def on_units(sample: np.ndarray) -> float:
+        picked = sample.astype(np.int64)
+        return float(statistic(picked if units is None else np.concatenate([units[u] for u in picked])))
+
+    common = {"n_resamples": n_resamples, "confidence_level": confidence, "vectorized": False}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # degenerate data and BCa's undefined cases are handled below
+        rng = np.random.default_rng(seed)
+        result = stats.bootstrap((np.arange(k),), on_units, method="percentile", rng=rng, **common)
+        distribution = np.asarray(result.bootstrap_distribution, dtype=np.float64)
+        percentile = [float(result.confidence_interval.low), float(result.confidence_interval.high)]
+        if np.ptp(distribution) == 0 or not np.isfinite(percentile).all():
+            alpha = 100 * (1 - confidence) / 2
+            percentile = [float(v) for v in np.nanpercentile(distribution, [alpha, 100 - alpha])]  # nan: undefined
+        try:  # BCa on the same resamples: only the jackknife (one unit left out at a time) is added
+            bca_result = stats.bootstrap(
+                (np.arange(k),), on_units, method="BCa", bootstrap_result=result, **{**common, "n_resamples": 0}
+            )
+            bca = [float(bca_result.confidence_interval.low), float(bca_result.confidence_interval.high)]
+        except (ValueError, FloatingPointError):
+            bca = [math.nan, math.nan]
+    if not np.isfinite(bca).all():  # e.g. every resample equal: BCa's acceleration is 0/0
+        bca = list(percentile)
+    return Bootstrap(percentile, bca, distribution)
+
+
 def bootstrap_ci(
     n: int,
     statistic: Callable[[np.ndarray], float],
     n_resamples: int = 1000,
     seed: int = 0,
     confidence: float = 0.95,
+    clusters: Sequence | None = None,
+    method: str = "percentile",
 ) -> list[float]:
-    """Percentile-bootstrap [low, high] of statistic(indices) over examples resampled with replacement."""
-    if n < 1:
-        raise PrunetuneError("metrics: a confidence interval needs at least one example; check the test split")
-    if n_resamples < 1 or not 0 < confidence < 1:
-        raise PrunetuneError(f"metrics: need n_resamples >= 1 and 0 < confidence < 1, got {n_resamples}, {confidence}")
-    if n == 1:
-        value = float(statistic(np.zeros(1, dtype=np.int64)))
-        return [value, value]
-    rng = np.random.default_rng(seed)
-    stats = [statistic(rng.integers(0, n, size=n)) for _ in range(n_resamples)]
-    alpha = 100 * (1 - confidence) / 2
-    low, high = np.percentile(stats, [alpha, 100 - alpha])
-    return [float(low), float(high)]
+    """[low, high] of statistic(indices) over examples (or clusters of them) resampled with replacement."""
+    return bootstrap(n, statistic, n_resamples, seed, confidence, clusters).ci(method)
 
 
-def mean_ci(values: Sequence[float], n_resamples: int = 1000, seed: int = 0) -> tuple[float, list[float]]:
+def mean_ci(
+    values: Sequence[float],
+    n_resamples: int = 1000,
+    seed: int = 0,
+    clusters: Sequence | None = None,
+    method: str = "percentile",
+) -> tuple[float, list[float]]:
     """The mean of per-example scores and its 95% bootstrap interval."""
     x = np.asarray(values, dtype=np.float64)
-    ci = bootstrap_ci(len(x), lambda idx: x[idx].mean(), n_resamples, seed)
+    ci = bootstrap_ci(len(x), lambda idx: x[idx].mean(), n_resamples, seed, clusters=clusters, method=method)
     return float(x.mean()), ci
+
+
+def bootstrap_p_value(distribution: Sequence[float] | np.ndarray) -> float:
+    """Two-sided p of 'no difference' from a bootstrap distribution of differences: 2·min(P(d ≤ 0), P(d ≥ 0)),
+    floored at 1/(B+1) (B resamples cannot show less) and capped at 1."""
+    d = np.asarray(distribution, dtype=np.float64)
+    p = 2 * min(float(np.mean(d <= 0)), float(np.mean(d >= 0)))
+    return min(1.0, max(p, 1 / (len(d) + 1)))
+
+
+def holm(p_values: Sequence[float], alpha: float = 0.05) -> tuple[list[float], list[bool]]:
+    """Holm–Bonferroni step-down: adjusted p-values and which tests are rejected at family-wise level alpha."""
+    p = np.asarray(p_values, dtype=np.float64)
+    m, adjusted, running = len(p), np.empty(len(p)), 0.0
+    for rank, index in enumerate(np.argsort(p, kind="stable")):
+        running = max(running, min(1.0, (m - rank) * p[index]))  # monotone: never below a smaller p's adjustment
+        adjusted[index] = running
+    return [float(a) for a in adjusted], [bool(a <= alpha) for a in adjusted]
 
 
 def paired_bootstrap_stat(
@@ -196,16 +342,27 @@ def paired_bootstrap_stat(
     n_resamples: int = 1000,
     seed: int = 0,
     confidence: float = 0.95,
+    clusters: Sequence | None = None,
 ) -> dict[str, Any]:
-    """Difference A-B of any statistic, resampling the SAME example indices for both variants."""
-    ci = bootstrap_ci(n, lambda idx: statistic_a(idx) - statistic_b(idx), n_resamples, seed, confidence)
+    """Difference A-B of any statistic, resampling the SAME example indices (or clusters) for both variants:
+    the percentile and BCa intervals, and the bootstrap p-value a multiplicity correction needs."""
+    result = bootstrap(n, lambda idx: statistic_a(idx) - statistic_b(idx), n_resamples, seed, confidence, clusters)
     everything = np.arange(n)
     diff = float(statistic_a(everything) - statistic_b(everything))
-    return {"diff": diff, "ci": ci, "excludes_zero": bool(ci[0] > 0 or ci[1] < 0), "n": n}
+    ci = result.percentile
+    return {
+        "diff": diff,
+        "ci": ci,
+        "ci_bca": result.bca,
+        "p_value": bootstrap_p_value(result.distribution),
+        "excludes_zero": bool(ci[0] > 0 or ci[1] < 0),
+        "n": n,
+        "units": n if clusters is None else len(set(clusters)),
+    }
 
 
 def paired_bootstrap_diff(
-    a: Sequence[float], b: Sequence[float], n_resamples: int = 1000, seed: int = 0
+    a: Sequence[float], b: Sequence[float], n_resamples: int = 1000, seed: int = 0, clusters: Sequence | None = None
 ) -> dict[str, Any]:
     """mean(a) - mean(b) with its paired bootstrap interval, for two variants scored on the same examples."""
     if len(a) != len(b):
@@ -213,7 +370,9 @@ def paired_bootstrap_diff(
             f"metrics: paired bootstrap needs both variants scored on the same examples, got {len(a)} and {len(b)}"
         )
     x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return paired_bootstrap_stat(len(x), lambda idx: x[idx].mean(), lambda idx: y[idx].mean(), n_resamples, seed)
+    return paired_bootstrap_stat(
+        len(x), lambda idx: x[idx].mean(), lambda idx: y[idx].mean(), n_resamples, seed, clusters=clusters
+    )
 
 
 # ---------------------------------------------------------------- perplexity
@@ -234,12 +393,27 @@ def perplexity(nll_sums: Sequence[float], token_counts: Sequence[int]) -> float:
 
 
 def perplexity_ci(
-    nll_sums: Sequence[float], token_counts: Sequence[int], n_resamples: int = 1000, seed: int = 0
+    nll_sums: Sequence[float],
+    token_counts: Sequence[int],
+    n_resamples: int = 1000,
+    seed: int = 0,
+    clusters: Sequence | None = None,
+    method: str = "percentile",
 ) -> list[float]:
-    """Bootstrap [low, high] of perplexity resampling examples (ratio of sums each time); 0-token examples dropped."""
+    """Bootstrap [low, high] of perplexity resampling examples, or whole clusters of them (an article's four task
+    answers), a ratio of sums each time; 0-token examples are dropped."""
     nll, tokens = _nll_arrays(nll_sums, token_counts)
-    nll, tokens = nll[tokens > 0], tokens[tokens > 0]  # they add nothing to either sum, and could empty a resample
-    return bootstrap_ci(len(nll), lambda idx: math.exp(nll[idx].sum() / tokens[idx].sum()), n_resamples, seed)
+    keep = tokens > 0  # they add nothing to either sum, and could empty a resample
+    labels = None if clusters is None else [c for c, k in zip(clusters, keep, strict=True) if k]
+    nll, tokens = nll[keep], tokens[keep]
+    return bootstrap_ci(
+        len(nll),
+        lambda idx: math.exp(nll[idx].sum() / tokens[idx].sum()),
+        n_resamples,
+        seed,
+        clusters=labels,
+        method=method,
+    )
 
 
 # ---------------------------------------------------------------- QA
@@ -253,12 +427,32 @@ def normalize_answer(text: str) -> str:
     return " ".join(word for word in text.split() if word not in ("a", "an", "the"))
 
 
+# list separators of a hedged answer ("Munich, Leipzig or Berlin"); ", " needs its space: "1,100" is one number
+_ALTERNATIVES = re.compile(r",\s+|;|/|\n|\s+or\s+", re.IGNORECASE)
+
+
+def _contains(words: list[str], want: list[str]) -> bool:
+    return any(words[i : i + len(want)] == want for i in range(len(words) - len(want) + 1))
+
+
 def answer_matches(prediction: str, gold: str) -> bool:
-    """True when the normalized gold answer occurs in the prediction as whole tokens ('10' is not in '100')."""
-    pred, want = normalize_answer(prediction).split(), normalize_answer(gold).split()
-    if not want:
+    """True when the normalized gold answer occurs in the prediction as whole tokens ('10' is not in '100'),
+    and the prediction does not hedge: a list of three or more items, or alternatives joined by 'or', names
+    several candidates, and listing every candidate must not earn the credit that naming the right one does."""
+    want = normalize_answer(gold).split()
+    if not want or not _contains(normalize_answer(prediction).split(), want):
         return False  # a gold answer that normalizes away cannot be matched meaningfully
-    return any(pred[i : i + len(want)] == want for i in range(len(pred) - len(want) + 1))
+    if len(_ALTERNATIVES.split(gold.strip())) > 1:
+        return True  # the gold answer is itself a list; a list cannot be told from a hedge
+    items = [item for item in _ALTERNATIVES.split(prediction.strip()) if normalize_answer(item)]
+    hedged = len(items) >= 3 or (len(items) >= 2 and re.search(r"\s+or\s+", prediction, re.IGNORECASE))
+    return not hedged
+
+
+# after a bare option letter, a verb says the letter is the subject: "A is correct", "A would be right"
+_LETTER_VERB = re.compile(
+    r"\s+(is|was|are|seems|appears|looks|would|should|must|might|could|can|will|matches|fits|answers)\b"
+)
 
 
 def mc_letter_match(generated: str, options: list[str], answer_index: int) -> bool:
@@ -269,9 +463,10 @@ def mc_letter_match(generated: str, options: list[str], answer_index: int) -> bo
         )
     letters = OPTION_LETTERS[: len(options)]
     # an uppercase letter with no word character either side: "B)", "(C).", "A.", "Answer: D"; an "A" followed by a
-    # lowercase word is the article ("A car plant ..."), not an answer
+    # lowercase word is the article ("A car plant ..."), not an answer, unless that word is a verb ("A is correct")
     for match in re.finditer(rf"(?<!\w)([{letters}])(?!\w)", generated):
-        if match.group(1) == "A" and re.match(r"\s+[a-z]", generated[match.end() :]):
+        after = generated[match.end() :]
+        if match.group(1) == "A" and re.match(r"\s+[a-z]", after) and not _LETTER_VERB.match(after):
             continue
         return letters.index(match.group(1)) == answer_index
     named = [i for i, option in enumerate(options) if answer_matches(generated, option)]

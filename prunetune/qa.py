@@ -1,4 +1,5 @@
-"""The Q&A set: loading with clear errors, and scoring by option log-likelihood and by greedy generation."""
+"""The Q&A set: loading with clear errors, split membership, and scoring by the likelihood of the answer letter
+(the headline for multiple choice), of the option text, and by greedy generation."""
 
 from __future__ import annotations
 
@@ -8,13 +9,29 @@ from pathlib import Path
 from typing import Any
 
 from prunetune.config import PrunetuneError, require_int
+from prunetune.data import read_jsonl
 from prunetune.generation import completion_nll, generate_greedy, prompt_ids
-from prunetune.metrics import answer_matches, mc_letter_match, mean_ci
-from prunetune.training import tokenize_chat
+from prunetune.metrics import answer_matches, check_ci_method, mc_letter_match, mean_ci
+from prunetune.training import IGNORE_INDEX, tokenize_chat
 
 CATEGORIES = ("multiple_choice", "factual")
 SYSTEM_PROMPT = "You answer questions about BMW Group news. Answer briefly."
 LETTERS = string.ascii_uppercase
+SPLITS = ("train", "val", "test")
+HELD_OUT = ("val", "test")
+SCORING = {
+    "accuracy": "the headline: multiple choice by the log-likelihood of the option LETTER as the assistant's first "
+    "tokens after the prompt listing the options (lm-evaluation-harness's MMLU convention), factual by generation; "
+    "over the held-out questions (article in val or test) when there are any, else all (see headline_set)",
+    "accuracy_all": "the same scoring over every question",
+    "mc_letter_accuracy": "multiple choice, all questions: the letter log-likelihood (the headline's scoring)",
+    "mc_loglik_accuracy": "multiple choice, all questions: summed log-likelihood of the option TEXT as the answer",
+    "mc_loglik_norm_accuracy": "multiple choice, all questions: option-text log-likelihood per token",
+    "mc_generation_accuracy": "multiple choice, all questions: the letter (or the one option) the greedy answer names",
+    "by_split": "every question by the split of the article it was written from; unknown: no article_id, or an "
+    "article in no split (excluded type, duplicate)",
+    "intervals": "95% bootstrap resampling articles (questions from one article together; no article_id: alone)",
+}
 
 
 def _question_error(path: Path, item: Any, problem: str) -> PrunetuneError:
@@ -26,7 +43,8 @@ def load_qa(path: str | Path) -> list[dict[str, Any]]:
     """Questions in DESIGN.md's format, checked whole before any model time is spent.
 
     Options may be a list or a {letter: text} mapping, and a multiple-choice answer may be given as the
-    option text, its letter, or answer_index; all are normalized to options (list) and answer_index."""
+    option text, its letter, or answer_index; all are normalized to options (list) and answer_index. The optional
+    article_id names the article the question was written from (sha1 of its url, as data.article_id)."""
     path = Path(path)
     if not path.is_file():
         raise PrunetuneError(f"{path}: QA file not found (qa.path)")
@@ -52,6 +70,10 @@ def load_qa(path: str | Path) -> list[dict[str, Any]]:
             raise _question_error(path, item, "missing answer")
         item["answer"] = str(answer)
         item["difficulty"] = str(item.get("difficulty") or "unspecified")
+        source = item.get("article_id")
+        if source is not None and (not isinstance(source, str) or not source.strip()):
+            raise _question_error(path, item, f"article_id must be the source article's id (a string), got {source!r}")
+        item["article_id"] = source
         category = item.get("category") or ("multiple_choice" if item.get("options") else "factual")
         if category not in CATEGORIES:
             raise _question_error(path, item, f"category must be one of {CATEGORIES}, got {category!r}")
@@ -96,40 +118,101 @@ def check_qa_params(cfg: dict[str, Any]) -> None:
         require_int(cfg, key, "qa", minimum=1)
     require_int(cfg, "bootstrap_resamples", "qa", minimum=100)
     require_int(cfg, "seed", "qa", minimum=0)
+    check_ci_method(cfg, "qa")
+
+
+def split_membership(paths: dict[str, str | Path]) -> dict[str, str]:
+    """article_id -> split, read at run time from the split stage's files (each example row has article_id)."""
+    membership: dict[str, str] = {}
+    for split, path in paths.items():
+        if not Path(path).is_file():
+            raise PrunetuneError(f"{path}: not found; run the split stage first (the QA split breakdown needs it)")
+        for row in read_jsonl(path):
+            membership[row["article_id"]] = split
+    return membership
+
+
+def letter_rows(tokenizer: Any, messages: list[dict[str, str]], n_options: int) -> list[dict[str, list[int]]]:
+    """One scored row per option letter: the chat with the letter as the assistant's answer, labels on the letter's
+    tokens only (the end-of-turn tokens the template appends are common to all letters and stay unscored)."""
+    rows = [
+        tokenize_chat(tokenizer, [*messages, {"role": "assistant", "content": LETTERS[i]}]) for i in range(n_options)
+    ]
+    answers = [[t for t in row["labels"] if t != IGNORE_INDEX] for row in rows]
+    suffix = 0
+    while all(len(a) > suffix + 1 for a in answers) and len({tuple(a[len(a) - suffix - 1 :]) for a in answers}) == 1:
+        suffix += 1
+    for row in rows:
+        if suffix:
+            row["labels"] = row["labels"][:-suffix] + [IGNORE_INDEX] * suffix
+    return rows
+
+
+def score_multiple_choice(
+    letter_logliks: list[float], option_logliks: list[float], option_tokens: list[int], gold: int
+) -> dict[str, Any]:
+    """The record fields of one multiple-choice question from its three rankings; the headline is the letter's."""
+    letter_pick = max(range(len(letter_logliks)), key=lambda i: letter_logliks[i])
+    text_pick = max(range(len(option_logliks)), key=lambda i: option_logliks[i])
+    norm_pick = max(range(len(option_logliks)), key=lambda i: option_logliks[i] / option_tokens[i])
+    return {
+        "letter_logliks": letter_logliks,
+        "option_logliks": option_logliks,
+        "option_tokens": option_tokens,
+        "letter_correct": letter_pick == gold,
+        "loglik_correct": text_pick == gold,
+        "loglik_norm_correct": norm_pick == gold,
+        "gold_avg_loglik": option_logliks[gold] / option_tokens[gold],
+    }
 
 
 def evaluate_qa(
-    model: Any, tokenizer: Any, questions: list[dict[str, Any]], cfg: dict[str, Any]
+    model: Any,
+    tokenizer: Any,
+    questions: list[dict[str, Any]],
+    cfg: dict[str, Any],
+    membership: dict[str, str] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Accuracy overall, by category and by difficulty (intervals and counts), and one row per question."""
+    """Accuracy (held-out headline), by split, category and difficulty (intervals and counts), one row per question.
+
+    membership maps article_id -> split (split_membership); without it every question's split is unknown."""
+    membership = membership or {}
     prompts = [question_messages(q) for q in questions]
     generated = generate_greedy(
         model, tokenizer, [prompt_ids(tokenizer, m) for m in prompts], cfg["max_new_tokens"], cfg["batch_size"]
     )
-    # one scored row per (question, candidate answer): every option of an MC question, the gold answer otherwise
+    # scored rows: every option text of an MC question (the gold answer for a factual one), then every MC letter
     candidates = [(qi, text) for qi, q in enumerate(questions) for text in q.get("options") or [q["answer"]]]
     rows = [tokenize_chat(tokenizer, [*prompts[qi], {"role": "assistant", "content": text}]) for qi, text in candidates]
+    letters = [
+        (qi, i)
+        for qi, q in enumerate(questions)
+        if q["category"] == "multiple_choice"
+        for i in range(len(q["options"]))
+    ]
+    for qi, q in enumerate(questions):
+        if q["category"] == "multiple_choice":
+            rows += letter_rows(tokenizer, prompts[qi], len(q["options"]))
     scored = completion_nll(model, rows, cfg["batch_size"])
+    text_scores, letter_scores = scored[: len(candidates)], scored[len(candidates) :]
 
     records = []
     for qi, question in enumerate(questions):
-        options = [(-nll, n) for (qj, _), (nll, n) in zip(candidates, scored, strict=True) if qj == qi]
+        options = [(-nll, n) for (qj, _), (nll, n) in zip(candidates, text_scores, strict=True) if qj == qi]
         text = generated[qi]["text"]
+        source = question.get("article_id")
         record = {"id": question["id"], "category": question["category"], "difficulty": question["difficulty"]}
+        record.update(article_id=source, split=membership.get(source, "unknown") if source else "unknown")
         record.update(question=question["question"], answer=question["answer"], generated=text)
         if question["category"] == "multiple_choice":
-            gold = question["answer_index"]
-            loglik_pick = max(range(len(options)), key=lambda i: options[i][0])
-            norm_pick = max(range(len(options)), key=lambda i: options[i][0] / options[i][1])
+            letter_ll = [-nll for (qj, _), (nll, _) in zip(letters, letter_scores, strict=True) if qj == qi]
             record.update(
-                option_logliks=[ll for ll, _ in options],
-                option_tokens=[n for _, n in options],
-                loglik_correct=loglik_pick == gold,
-                loglik_norm_correct=norm_pick == gold,
-                generation_correct=mc_letter_match(text, question["options"], gold),
-                gold_avg_loglik=options[gold][0] / options[gold][1],
+                score_multiple_choice(
+                    letter_ll, [ll for ll, _ in options], [n for _, n in options], question["answer_index"]
+                )
             )
-            record["correct"] = record["loglik_correct"]
+            record["generation_correct"] = mc_letter_match(text, question["options"], question["answer_index"])
+            record["correct"] = record["letter_correct"]
         else:
             record.update(
                 generation_correct=answer_matches(text, question["answer"]),
@@ -142,23 +225,49 @@ def evaluate_qa(
 
 
 def _accuracy_block(records: list[dict[str, Any]], key: str, cfg: dict[str, Any], name: str = "accuracy") -> dict:
-    mean, ci = mean_ci([float(r[key]) for r in records], n_resamples=cfg["bootstrap_resamples"], seed=cfg["seed"])
+    """Mean of a per-question score with its interval; questions from one article are resampled together."""
+    clusters = [r.get("article_id") or f"question:{r['id']}" for r in records]
+    mean, ci = mean_ci(
+        [float(r[key]) for r in records],
+        n_resamples=cfg["bootstrap_resamples"],
+        seed=cfg["seed"],
+        clusters=clusters,
+        method=cfg.get("ci_method", "percentile"),
+    )
     return {name: mean, f"{name}_ci": ci}
 
 
 def summarize_qa(records: list[dict[str, Any]], cfg: dict[str, Any]) -> dict[str, Any]:
-    """The metrics file: overall accuracy (MC by log-likelihood, factual by generation) and its breakdowns."""
-    metrics: dict[str, Any] = {**_accuracy_block(records, "correct", cfg), "n": len(records)}
+    """The metrics file: the headline accuracy over the held-out questions (all when none is held out), the
+    same over all, the MC scorings side by side, and breakdowns; "scoring" says which number is which."""
+    held_out = [r for r in records if r.get("split") in HELD_OUT]
+    headline = held_out or records
+    for record in records:
+        record["in_headline"] = record.get("split") in HELD_OUT if held_out else True
+    metrics: dict[str, Any] = {
+        **_accuracy_block(headline, "correct", cfg),
+        "n_headline": len(headline),
+        "headline_set": "held_out (val+test)" if held_out else "all (no question's article is in val or test)",
+        **_accuracy_block(records, "correct", cfg, "accuracy_all"),
+        "n": len(records),
+    }
     mc = [r for r in records if r["category"] == "multiple_choice"]
     if mc:
+        metrics.update(_accuracy_block(mc, "letter_correct", cfg, "mc_letter_accuracy"))
         metrics.update(_accuracy_block(mc, "loglik_correct", cfg, "mc_loglik_accuracy"))
         metrics.update(_accuracy_block(mc, "loglik_norm_correct", cfg, "mc_loglik_norm_accuracy"))
         metrics.update(_accuracy_block(mc, "generation_correct", cfg, "mc_generation_accuracy"))
     metrics.update(_accuracy_block(records, "gold_avg_loglik", cfg, "gold_avg_loglik"))
-    for field, groups in (("category", CATEGORIES), ("difficulty", sorted({r["difficulty"] for r in records}))):
+    groupings = (
+        ("split", (*SPLITS, "unknown")),
+        ("category", CATEGORIES),
+        ("difficulty", sorted({r["difficulty"] for r in records})),
+    )
+    for field, groups in groupings:
         metrics[f"by_{field}"] = {}
         for group in groups:
-            members = [r for r in records if r[field] == group]
+            members = [r for r in records if r.get(field, "unknown") == group]
             if members:
                 metrics[f"by_{field}"][group] = {**_accuracy_block(members, "correct", cfg), "n": len(members)}
+    metrics["scoring"] = SCORING
     return metrics

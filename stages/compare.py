@@ -5,18 +5,28 @@ from pathlib import Path
 from prunetune.comparison import compare, example_counts, load_inputs, render_markdown, significant_columns
 from prunetune.config import load_params, run_stage, section
 from prunetune.data import write_json
+from prunetune.metrics import check_ci_method
 
 
 def main() -> None:
     cfg = section(load_params(), "eval")
     eval_metrics, qa_metrics, predictions, qa_predictions = load_inputs()
-    comparison = compare(eval_metrics, qa_metrics, predictions, qa_predictions, cfg["bootstrap_resamples"], cfg["seed"])
+    check_ci_method(cfg, "eval")
+    comparison = compare(
+        eval_metrics,
+        qa_metrics,
+        predictions,
+        qa_predictions,
+        cfg["bootstrap_resamples"],
+        cfg["seed"],
+        cfg.get("ci_method", "percentile"),
+    )
     write_json(Path("metrics/comparison.json"), comparison)
     report = Path("reports/comparison.md")
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(render_markdown(comparison, example_counts(predictions, qa_predictions)))
     for pair, columns in significant_columns(comparison).items():
-        print(f"compare: {pair.replace('-', ' - ')}: interval excludes zero for {', '.join(columns) or 'no metric'}")
+        print(f"compare: {pair.replace('-', ' - ')}: Holm-significant for {', '.join(columns) or 'no metric'}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from pathlib import Path
 from prunetune.config import PrunetuneError, load_params, run_stage, section
 from prunetune.data import write_json, write_jsonl
 from prunetune.models import load_model
-from prunetune.qa import check_qa_params, evaluate_qa, load_qa
+from prunetune.qa import SPLITS, check_qa_params, evaluate_qa, load_qa, split_membership
 
 
 def main() -> None:
@@ -16,11 +16,13 @@ def main() -> None:
     cfg = section(load_params(), "qa")
     check_qa_params(cfg)
     questions = load_qa(cfg["path"])
+    membership = split_membership({split: f"data/processed/{split}.jsonl" for split in SPLITS})
     model, tokenizer = load_model(model_dir, param=str(model_dir))
-    metrics, records = evaluate_qa(model, tokenizer, questions, cfg)
+    metrics, records = evaluate_qa(model, tokenizer, questions, cfg, membership)
     write_json(Path(f"metrics/qa/{variant}.json"), metrics)
     write_jsonl(Path(f"predictions/qa_{variant}.jsonl"), records)
-    print(f"qa@{variant}: accuracy {metrics['accuracy']:.3f} on {metrics['n']} questions")
+    headline = f"{metrics['n_headline']} questions, {metrics['headline_set']}"
+    print(f"qa@{variant}: accuracy {metrics['accuracy']:.3f} on {headline}")
 
 
 if __name__ == "__main__":

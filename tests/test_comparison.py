@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from prunetune.comparison import PAIRS, VARIANTS, compare, render_markdown
+from prunetune.comparison import PAIRS, VARIANTS, compare, healing, healing_sentence, render_markdown
 from prunetune.config import PrunetuneError
+from prunetune.metrics import check_ci_method
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK_SCORES = {
@@ -95,7 +96,7 @@ def test_paired_differences_against_a_direct_computation():
     # perplexity: token-weighted over all rows, exp(sum NLL / sum tokens) for each side
     perplexity = differences["ft_pruned-ft_full"]["perplexity"]
     assert perplexity["diff"] == pytest.approx(math.exp(6 / 3) - math.exp(2 / 3))
-    assert perplexity["n"] == 8
+    assert perplexity["n"] == 8 and perplexity["units"] == 2  # 8 rows, resampled as 2 articles
     # QA: per-question differences 1, 0, 0 -> mean 1/3; a resample of only zeros is likely, so zero is inside
     qa = differences["ft_pruned-ft_full"]["qa_accuracy"]
     assert qa["diff"] == pytest.approx(1 / 3)
@@ -114,9 +115,68 @@ def test_variants_scored_on_different_examples_are_refused():
         compare(eval_metrics, qa_metrics, predictions, qa_predictions)
 
 
+def test_holm_decides_what_is_bold():
+    comparison = compare(*fixture_inputs())
+    rouge = comparison["differences"]["ft_pruned-ft_full"]["summarization_rougeL"]
+    # every resample's difference is in [0.2, 0.3] > 0: p at the floor 1/1001; Holm over 24 tests: 24/1001 = 0.024
+    assert rouge["p_value"] == pytest.approx(1 / 1001) and rouge["p_holm"] == pytest.approx(24 / 1001)
+    assert rouge["holm_significant"]
+    same = comparison["differences"]["ft_full-base_full"]["perplexity"]
+    assert same["p_value"] == 1.0 and not same["holm_significant"]  # identical: P(d <= 0) = P(d >= 0) = 1
+    assert comparison["multiplicity"]["family"] == 24
+    # with 200 resamples the floor 1/201 exceeds 0.05/24: nothing can be significant, and the report says so
+    few = compare(*fixture_inputs(), n_resamples=200)
+    assert not any(d["holm_significant"] for diffs in few["differences"].values() for d in diffs.values())
+    assert "no test can reach Holm significance" in render_markdown(few, {"qa": 3, "articles": 2})
+
+
+def healing_rows(ppl: dict[str, tuple[float, float]]) -> tuple[dict, list[tuple]]:
+    """Two articles, one answer token each: a variant's NLL on an article is ln(its perplexity there)."""
+    keys = [("summarization", "a1"), ("summarization", "a2")]
+    rows = {
+        v: {k: {"nll_sum": math.log(p), "answer_tokens": 1} for k, p in zip(keys, ppl[v], strict=True)}
+        for v in VARIANTS
+    }
+    return rows, keys
+
+
+def test_healing_recovered_fraction_hand_worked():
+    # both articles alike: base 20 -> pruned 30 (gap 10); fine-tuned 10 -> pruned 14 (gap 4): 1 - 4/10 = 0.6;
+    # every resample of identical articles gives the same four perplexities, so the interval is [0.6, 0.6]
+    same = {"base_full": (20, 20), "base_pruned": (30, 30), "ft_full": (10, 10), "ft_pruned": (14, 14)}
+    heal = healing(*healing_rows(same))
+    assert heal["gap_base"] == pytest.approx(10) and heal["gap_ft"] == pytest.approx(4)
+    assert heal["recovered_fraction"] == pytest.approx(0.6) and heal["recovered_fraction_ci"] == pytest.approx(
+        [0.6, 0.6]
+    )
+    assert healing_sentence(heal).startswith("Fine-tuning recovers 60% [60%, 60%] of the perplexity that pruning cost")
+    # perplexities over two articles differ: a1 as above, a2 with pruning gap 20 -> 40 (gap 20) and 10 -> 10 (0);
+    # both: exp(mean of logs) per variant. base_full sqrt(20*20) = 20, base_pruned sqrt(30*40) = 34.64 (gap 14.64),
+    # ft_full 10, ft_pruned sqrt(14*10) = 11.83 (gap 1.83): recovered 1 - 1.83/14.64 = 0.875
+    mixed = {"base_full": (20, 20), "base_pruned": (30, 40), "ft_full": (10, 10), "ft_pruned": (14, 10)}
+    heal = healing(*healing_rows(mixed))
+    expected = 1 - (math.sqrt(140) - 10) / (math.sqrt(1200) - 20)
+    assert heal["recovered_fraction"] == pytest.approx(expected) and expected == pytest.approx(0.875, abs=1e-3)
+    # resamples {a1,a1}: 0.6; {a2,a2}: 1 - 0/20 = 1.0; mixed: 0.875 -> the interval spans [0.6, 1.0]
+    assert heal["recovered_fraction_ci"] == pytest.approx([0.6, 1.0])
+
+
+def test_healing_is_not_meaningful_when_pruning_cost_nothing():
+    # a1: pruning raises perplexity 20 -> 30; a2: it lowers it 20 -> 15: the gap's interval straddles zero
+    rows, keys = healing_rows(
+        {"base_full": (20, 20), "base_pruned": (30, 15), "ft_full": (10, 10), "ft_pruned": (14, 10)}
+    )
+    heal = healing(rows, keys)
+    assert heal["gap_base_ci"][0] < 0 < heal["gap_base_ci"][1]
+    assert not heal["meaningful"] and heal["recovered_fraction"] is None and heal["recovered_fraction_ci"] is None
+    assert "not meaningful" in healing_sentence(heal) and "%" not in healing_sentence(heal)
+
+
 def test_markdown_report_marks_differences_that_exclude_zero():
     comparison = compare(*fixture_inputs())
-    text = render_markdown(comparison, {"summarization": 2, "qa": 3})
+    text = render_markdown(comparison, {"summarization": 2, "qa": 3, "articles": 2})
+    assert "Holm–Bonferroni over the family of all 24 paired tests" in text
+    assert "With 2 test articles a percentile interval under-covers" in text and "## Healing" in text
     table_rows = [line for line in text.splitlines() if line.startswith("| ")]
     assert len(table_rows) == 2 + len(VARIANTS) + len(PAIRS)  # two headings, four variants, four pairs
     pruned_vs_full = next(line for line in table_rows if line.startswith("| ft_pruned − ft_full"))
@@ -161,6 +221,7 @@ def test_compare_and_plot_stages_on_a_small_fixture(tmp_path):
     comparison = json.loads((tmp_path / "metrics/comparison.json").read_text())
     assert comparison["differences"]["ft_pruned-ft_full"]["summarization_rougeL"]["diff"] == pytest.approx(0.25)
     assert "| ft_pruned |" in (tmp_path / "reports/comparison.md").read_text()
+    assert set(comparison["healing"]) >= {"gap_base", "gap_ft", "recovered_fraction", "recovered_fraction_ci"}
     for name in ("training", "quality", "qa", "efficiency", "layers"):
         png = (tmp_path / f"plots/{name}.png").read_bytes()
         assert png.startswith(b"\x89PNG") and len(png) > 10_000
@@ -185,3 +246,13 @@ def test_plot_stage_names_a_missing_metrics_file(tmp_path):
     )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("error: metrics/qa/ft_pruned.json: not found")
+
+
+def test_bca_intervals_sit_beside_and_can_be_shown():
+    comparison = compare(*fixture_inputs(), ci_method="bca")
+    rouge = comparison["differences"]["ft_pruned-ft_full"]["summarization_rougeL"]
+    assert len(rouge["ci"]) == len(rouge["ci_bca"]) == 2  # the percentile interval is kept beside BCa
+    text = render_markdown(comparison, {"summarization": 2, "qa": 3, "articles": 2})
+    assert "(bca)" in text and "BCa intervals (bias-corrected and accelerated)" in text
+    with pytest.raises(PrunetuneError, match=r"params.yaml: eval.ci_method must be one of percentile, bca"):
+        check_ci_method({"ci_method": "normal"}, "eval")

@@ -5,9 +5,19 @@ import torch
 from conftest import chat_examples
 
 from prunetune.config import PrunetuneError
+from prunetune.data import article_id
 from prunetune.evaluation import evaluate, score_task
 from prunetune.generation import completion_nll, generate_greedy, prompt_ids
-from prunetune.qa import evaluate_qa, load_qa
+from prunetune.qa import (
+    HELD_OUT,
+    evaluate_qa,
+    letter_rows,
+    load_qa,
+    question_messages,
+    score_multiple_choice,
+    split_membership,
+    summarize_qa,
+)
 from prunetune.training import tokenize_chat
 
 EVAL_CFG = {
@@ -102,6 +112,76 @@ def test_mc_ranking_picks_the_option_the_model_finds_most_likely(tiny_model, tmp
         assert record["loglik_correct"] == (answer_index == most_likely)
 
 
+def test_letter_and_option_text_scoring_can_disagree():
+    # the model finds the option TEXT of A most likely as an answer (-3 vs -5, -6, -9), but given the listed
+    # options it answers with the letter B (-0.5 vs -2.0, ...): the headline follows the letter, which is what the
+    # prompt asks for
+    scored = score_multiple_choice([-2.0, -0.5, -3.0, -4.0], [-3.0, -5.0, -6.0, -9.0], [1, 5, 2, 3], gold=1)
+    assert scored["letter_correct"] is True
+    assert scored["loglik_correct"] is False  # summed option text picks A
+    assert scored["loglik_norm_correct"] is True  # per token: A -3.0, B -1.0, C -3.0, D -3.0 -> B
+    assert scored["gold_avg_loglik"] == pytest.approx(-1.0)  # B: -5.0 over 5 tokens
+
+
+def test_letter_rows_score_only_the_letter(tiny_model):
+    model, tokenizer = tiny_model
+    messages = question_messages({"question": "Which?", "category": "multiple_choice", "options": ["x", "y", "z"]})
+    rows = letter_rows(tokenizer, messages, 3)
+    prompt = prompt_ids(tokenizer, messages)
+    for letter, row in zip("ABC", rows, strict=True):
+        assert row["input_ids"][: len(prompt)] == prompt  # the assistant turn opens right after the options
+        scored = [t for t in row["labels"] if t != -100]
+        # the scored tokens are the letter as the assistant's first tokens; the end-of-turn suffix is not scored
+        assert tokenizer.decode(scored).strip() == letter
+        assert row["labels"].index(scored[0]) == len(prompt)
+
+
+def test_qa_headline_is_the_letter_and_held_out(tiny_model, tmp_path):
+    model, tokenizer = tiny_model
+    options = ["battery plant", "motorsport race team", "art culture", "hydrogen"]
+    questions = [
+        {"id": "q1", "question": "Which?", "options": options, "answer": options[0], "article_id": "art_test"},
+        {"id": "q2", "question": "Where?", "answer": "Munich", "article_id": "art_train"},
+        {"id": "q3", "question": "Who?", "answer": "Rast"},  # no article_id: split unknown
+    ]
+    membership = {"art_test": "test", "art_train": "train"}
+    metrics, records = evaluate_qa(model, tokenizer, load_qa(write_qa(tmp_path, questions)), QA_CFG, membership)
+    mc = records[0]
+    assert mc["correct"] == mc["letter_correct"]
+    best_letter = max(range(4), key=lambda i: mc["letter_logliks"][i])
+    assert mc["letter_correct"] == (best_letter == 0)
+    assert [r["split"] for r in records] == ["test", "train", "unknown"]
+    assert [r["in_headline"] for r in records] == [True, False, False]
+    # the headline is the one held-out question; accuracy_all covers all three
+    assert metrics["n_headline"] == 1 and metrics["headline_set"].startswith("held_out")
+    assert metrics["accuracy"] == float(mc["correct"])
+    assert metrics["n"] == 3 and set(metrics["by_split"]) == {"test", "train", "unknown"}
+    assert "LETTER" in metrics["scoring"]["accuracy"] and "TEXT" in metrics["scoring"]["mc_loglik_accuracy"]
+
+
+def test_qa_headline_falls_back_to_all_questions_when_none_is_held_out():
+    records = [
+        {"id": "1", "category": "factual", "difficulty": "easy", "split": "train", "correct": True},
+        {"id": "2", "category": "factual", "difficulty": "easy", "split": "unknown", "correct": False},
+    ]
+    for record in records:
+        record["gold_avg_loglik"] = -1.0
+    metrics = summarize_qa(records, QA_CFG)
+    assert metrics["accuracy"] == 0.5 and metrics["n_headline"] == 2 and metrics["headline_set"].startswith("all")
+
+
+def test_split_membership_is_read_from_the_split_files(tmp_path):
+    for split, ids in (("train", ["a", "b"]), ("val", ["c"]), ("test", ["d"])):
+        rows = [{"article_id": i, "task": t} for i in ids for t in ("summarization", "title_generation")]
+        (tmp_path / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    paths = {split: tmp_path / f"{split}.jsonl" for split in ("train", "val", "test")}
+    assert split_membership(paths) == {"a": "train", "b": "train", "c": "val", "d": "test"}
+    assert set(HELD_OUT) == {"val", "test"}
+    (tmp_path / "val.jsonl").unlink()
+    with pytest.raises(PrunetuneError, match="val.jsonl: not found; run the split stage"):
+        split_membership(paths)
+
+
 def test_reference_20_question_format_loads(tmp_path):
     questions = []
     for i in range(20):
@@ -122,6 +202,7 @@ def test_reference_20_question_format_loads(tmp_path):
             )
     loaded = load_qa(write_qa(tmp_path, questions))
     assert len(loaded) == 20 and loaded[0]["answer_index"] == 1 and loaded[1]["id"] == "2"
+    assert all(q["article_id"] is None for q in loaded)  # the optional source article: absent is fine
 
 
 def test_option_letters_and_mappings_are_understood(tmp_path):
@@ -134,6 +215,9 @@ def test_sample_qa_set_loads():
     questions = load_qa("data/sample/qa.json")
     assert len(questions) >= 24
     assert {q["category"] for q in questions} == {"multiple_choice", "factual"}
+    # every question names the sample article it was written from
+    articles = {article_id(json.loads(line)) for line in open("data/sample/articles.jsonl", encoding="utf-8")}
+    assert all(q["article_id"] in articles for q in questions)
 
 
 @pytest.mark.parametrize(
@@ -150,6 +234,7 @@ def test_sample_qa_set_loads():
             "neither an option nor an option letter",
         ),
         ([{"id": "d", "question": "Q?", "answer": "x", "category": "essay"}], "category must be one of"),
+        ([{"id": "e", "question": "Q?", "answer": "x", "article_id": 7}], "question 'e': article_id must be"),
     ],
 )
 def test_bad_qa_files_name_the_question(tmp_path, questions, problem):

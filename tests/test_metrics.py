@@ -1,6 +1,7 @@
 """Every metric against a hand-worked example; the expected number is derived in the comment beside it."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,11 +9,16 @@ import pytest
 from prunetune.config import PrunetuneError
 from prunetune.data import parse_tags
 from prunetune.metrics import (
+    UnicodeTokenizer,
     accuracy,
     answer_matches,
     bertscore_f1,
+    bertscore_layer,
+    bootstrap,
     bootstrap_ci,
+    bootstrap_p_value,
     check_bertscore_model,
+    holm,
     majority_baseline,
     mc_letter_match,
     mean_ci,
@@ -24,6 +30,7 @@ from prunetune.metrics import (
     perplexity,
     perplexity_ci,
     rouge_scores,
+    sentence_lines,
     tag_scores,
 )
 
@@ -42,14 +49,37 @@ def test_rouge_worked_example():
 
 def test_rouge_perfect_wrong_and_empty():
     perfect, wrong, empty = rouge_scores(["the cat sat", "dog", "  "], ["the cat sat", "the cat", "the cat"])
-    assert perfect == {"rouge1": 1.0, "rouge2": 1.0, "rougeL": 1.0}  # identical text
-    assert wrong == {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}  # no shared token
-    assert empty == {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}  # an empty prediction scores nothing
+    assert perfect == {"rouge1": 1.0, "rouge2": 1.0, "rougeL": 1.0, "rougeLsum": 1.0}  # identical text
+    assert wrong == {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0, "rougeLsum": 0.0}  # no shared token
+    assert empty == {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0, "rougeLsum": 0.0}  # an empty prediction: nothing
 
 
 def test_rouge_uses_stemming():
     # "cars" and "car" share the stem "car": 2 of 2 unigrams match -> F = 1
     assert rouge_scores(["electric cars"], ["electric car"])[0]["rouge1"] == pytest.approx(1.0)
+
+
+def test_rouge_lsum_scores_reordered_sentences_sentence_by_sentence():
+    [s] = rouge_scores(["The dog ran. The cat sat."], ["The cat sat. The dog ran."])
+    # as one sequence: [the cat sat the dog ran] vs [the dog ran the cat sat]: LCS 3 of 6 -> P = R = F = 1/2
+    assert s["rougeL"] == pytest.approx(0.5)
+    # by sentence: each reference sentence's LCS union over the prediction's sentences covers all its 3 tokens
+    # -> 6 of 6 reference tokens (R = 1) and of 6 prediction tokens (P = 1) -> F = 1
+    assert s["rougeLsum"] == pytest.approx(1.0)
+    assert sentence_lines("Sales rose 5.2 percent. Munich won! Next: “Quotes” too.") == (
+        "Sales rose 5.2 percent.\nMunich won!\nNext: “Quotes” too."  # 5.2 is no sentence end
+    )
+
+
+def test_rouge_keeps_non_ascii_letters():
+    # rouge_score's own tokenizer reads "Jürgen" and "Jörgen" both as "j rgen" (a perfect match) and "Zoë" as "zo"
+    jurgen, name, stemmed = rouge_scores(
+        ["Jürgen spoke", "Zoë Müller", "electric cars"], ["Jörgen spoke", "Zoë Müller", "electric car"]
+    )
+    assert jurgen["rouge1"] == pytest.approx(1 / 2)  # "jürgen" != "jörgen", "spoke" shared: P = R = 1/2
+    assert name["rouge1"] == 1.0  # both tokens kept whole and matched
+    assert UnicodeTokenizer().tokenize("Zoë MÜLLER's cars") == ["zoë", "müller", "s", "car"]  # ASCII stemmed
+    assert stemmed["rouge1"] == 1.0
 
 
 def test_rouge_length_mismatch():
@@ -75,6 +105,18 @@ def test_bertscore_unknown_model_fails_fast():
     with pytest.raises(PrunetuneError, match=r"eval\.bertscore_model 'no/such-model' cannot be loaded offline") as err:
         check_bertscore_model("no/such-model")
     assert "\n" not in str(err.value)
+
+
+def test_bertscore_uses_the_tuned_layer_when_known():
+    from types import SimpleNamespace
+
+    config = SimpleNamespace(num_hidden_layers=24, _name_or_path="")
+    # bert_score's table: roberta-large's best layer is 17 of 24
+    assert bertscore_layer("roberta-large", Path("x"), config)["layer"] == 17
+    cached = Path("/cache/hub/models--roberta-large/snapshots/abc")  # a local hub-cache path of a known model
+    assert bertscore_layer(str(cached), cached, config)["layer"] == 17
+    mini = bertscore_layer("minilm", Path("/pkg/minilm"), SimpleNamespace(num_hidden_layers=6, _name_or_path=""))
+    assert mini["layer"] == 6 and mini["layer_source"].startswith("last layer")  # not in the table: the last
 
 
 # ---------------------------------------------------------------- tags
@@ -103,6 +145,12 @@ def test_tags_perfect_wrong_empty():
     assert tag_scores(["Design"], ["Motorsport"]) == {"exact_match": 0.0, "jaccard": 0.0, "f1": 0.0}  # nothing shared
     assert tag_scores([], ["Motorsport"]) == {"exact_match": 0.0, "jaccard": 0.0, "f1": 0.0}  # empty prediction
     assert tag_scores([], []) == {"exact_match": 1.0, "jaccard": 1.0, "f1": 1.0}  # both empty: nothing to miss
+
+
+def test_tags_and_types_share_one_normalization():
+    # inner whitespace collapses for tags as it does for types: "BMW  M" is the tag "BMW M"
+    assert tag_scores(["BMW  M", "Design."], ["bmw m", "Design"])["f1"] == 1.0
+    assert normalize_label("BMW  M ") == normalize_label("bmw m") == "bmw m"
 
 
 def test_micro_f1_differs_from_per_sample_f1():
@@ -167,13 +215,65 @@ def test_bootstrap_deterministic_and_edge_cases():
         bootstrap_ci(0, lambda idx: 0.0)
 
 
+def test_cluster_bootstrap_is_wider_on_clustered_values():
+    # 6 articles with 4 examples each; an article's 4 values are equal (perfectly clustered): 3 articles at 0, 3 at 1
+    values = np.repeat([0.0, 1.0, 0.0, 1.0, 0.0, 1.0], 4)
+    articles = np.repeat(list("abcdef"), 4)
+    naive = mean_ci(values, n_resamples=2000)[1]
+    clustered = mean_ci(values, n_resamples=2000, clusters=articles)[1]
+    # naive: the mean of 24 independent draws, 24·mean ~ Binomial(24, 1/2): P(X <= 6) = 1.1%, P(X <= 7) = 3.2%,
+    # so the 2.5% and 97.5% points are 7/24 and 17/24 -> width 10/24 = 0.42
+    assert naive == pytest.approx([7 / 24, 17 / 24], abs=1 / 24)
+    # clustered: really 6 draws, 6·mean ~ Binomial(6, 1/2): P(X = 0) = 1/64 = 1.6%, P(X <= 1) = 7/64 = 11%,
+    # so the points are 1/6 and 5/6 -> width 0.67: the naive interval is visibly too narrow
+    assert clustered == pytest.approx([1 / 6, 5 / 6])
+    assert clustered[1] - clustered[0] > 1.4 * (naive[1] - naive[0])
+
+
+def test_bootstrap_gives_percentile_and_bca_from_the_same_resamples():
+    x = np.array([0.1, 0.2, 0.2, 0.3, 0.9, 1.4, 2.0, 3.5])  # skewed: BCa moves the interval right
+    result = bootstrap(len(x), lambda idx: x[idx].mean(), n_resamples=2000)
+    assert len(result.distribution) == 2000
+    assert result.percentile[0] < x.mean() < result.percentile[1]
+    assert result.bca[0] > result.percentile[0] and result.bca[1] > result.percentile[1]
+    assert result.ci("bca") == result.bca
+    with pytest.raises(PrunetuneError, match="ci_method"):
+        result.ci("studentized")
+
+
+def test_bootstrap_p_value():
+    # 2·min(P(d <= 0), P(d >= 0)): 3 of 10 at or below zero, 7 at or above -> 2 * 0.3 = 0.6
+    assert bootstrap_p_value([-2, -1, 0, 1, 2, 3, 4, 5, 6, 7]) == pytest.approx(0.6)
+    # all 999 resamples above zero: 0, floored at 1/(999+1) = 0.001
+    assert bootstrap_p_value(np.ones(999)) == pytest.approx(0.001)
+    assert bootstrap_p_value(np.zeros(5)) == 1.0  # no difference at all: 2 * 1, capped at 1
+
+
+def test_holm_on_three_p_values():
+    # sorted 0.01, 0.03, 0.04 (m = 3): 3 * 0.01 = 0.03; 2 * 0.03 = 0.06; 1 * 0.04 = 0.04 -> max(0.06, 0.04) = 0.06
+    adjusted, rejected = holm([0.01, 0.04, 0.03])
+    assert adjusted == pytest.approx([0.03, 0.06, 0.06])
+    # step 1: 0.01 <= 0.05/3 rejects; step 2: 0.03 > 0.05/2 stops, so 0.04 is kept too (uncorrected: all three)
+    assert rejected == [True, False, False]
+    assert holm([0.001, 0.02], alpha=0.05) == (pytest.approx([0.002, 0.02]), [True, True])
+
+
 def test_paired_bootstrap_diff():
     same = paired_bootstrap_diff([1.0, 0.0, 1.0, 1.0], [1.0, 0.0, 1.0, 1.0])
-    assert same == {"diff": 0.0, "ci": [0.0, 0.0], "excludes_zero": False, "n": 4}
+    assert same == {
+        "diff": 0.0,
+        "ci": [0.0, 0.0],
+        "ci_bca": [0.0, 0.0],
+        "p_value": 1.0,
+        "excludes_zero": False,
+        "n": 4,
+        "units": 4,
+    }
     # mean([1,0,1,1]) - mean([0,0,1,0]) = 0.75 - 0.25 = 0.5
     assert paired_bootstrap_diff([1, 0, 1, 1], [0, 0, 1, 0])["diff"] == pytest.approx(0.5)
     better = paired_bootstrap_diff([1.0] * 45 + [0.0] * 5, [1.0] * 5 + [0.0] * 45)
     assert better["diff"] == pytest.approx(0.8) and better["excludes_zero"]  # 0.9 - 0.1
+    assert better["p_value"] == pytest.approx(1 / 1001)  # no resample at or below zero: the floor
     assert better["ci"][0] <= 0.8 <= better["ci"][1]
     with pytest.raises(PrunetuneError, match="same examples"):
         paired_bootstrap_diff([1.0], [1.0, 0.0])
@@ -200,6 +300,10 @@ def test_perplexity_is_token_weighted():
     low, high = perplexity_ci([2.0, 4.0, 1.0, 3.0], [1, 3, 2, 2])
     assert low <= perplexity([2.0, 4.0, 1.0, 3.0], [1, 3, 2, 2]) <= high  # exp(10/8) inside
     assert perplexity_ci([3.0], [2]) == [pytest.approx(math.exp(1.5))] * 2  # one example: [ppl, ppl]
+    # one article's answers resampled together: two articles of identical per-token NLL -> every resample exp(1)
+    assert (
+        perplexity_ci([1.0, 3.0, 2.0, 2.0], [1, 3, 2, 2], clusters=["a", "a", "b", "b"]) == [pytest.approx(math.e)] * 2
+    )
     with pytest.raises(PrunetuneError):
         perplexity([1.0], [0])
 
@@ -224,6 +328,12 @@ def test_normalize_answer():
         ("the Neue Klasse platform", "Neue Klasse", True),
         ("Berlin", "Munich", False),  # wrong answer
         ("", "Munich", False),  # empty prediction
+        ("Munich, Leipzig, Berlin, Debrecen", "Munich", False),  # every candidate listed: no credit
+        ("Munich or Leipzig", "Munich", False),  # alternatives: a hedge
+        ("40, 50, 60 laps", "50", False),
+        ("In Munich, Germany", "Munich", True),  # two items without 'or' is an apposition, not a hedge
+        ("1,100 Nm", "1,100 Nm", True),  # a thousands comma is no list separator
+        ("Rory McIlroy and Thriston Lawrence", "Rory McIlroy and Thriston Lawrence", True),
     ],
 )
 def test_answer_matches(prediction, gold, expected):
@@ -243,6 +353,9 @@ OPTIONS = ["Berlin", "Munich", "Leipzig", "Dingolfing"]
         ("B) Leipzig", 2, False),  # the letter comes first and decides
         ("I think it is Munich", 1, True),  # no option letter ("I" is not one): the one option named
         ("A car plant in Munich", 1, True),  # "A car" is the article, not option A
+        ("A is correct", 0, True),  # "A" followed by a verb is the letter
+        ("A would be my answer", 0, True),
+        ("A is correct", 1, False),
         ("Munich or Leipzig", 1, False),  # two options named: ambiguous, no pick
         ("Munich or Leipzig", 2, False),
         ("", 0, False),  # empty generation
