@@ -114,6 +114,38 @@ def bench(args: argparse.Namespace) -> None:
     run_stage(measure)
 
 
+def bench_split(args: argparse.Namespace) -> None:
+    """The split stage's time and de-duplication's precision and recall on planted synthetic corpora."""
+    import json
+
+    from prunetune.config import run_stage
+    from prunetune.splitbench import bench_size, table
+
+    def measure() -> None:
+        results = []
+        for size in args.sizes:
+            results.append(bench_size(size, args.threshold, args.seed))
+            print(f"bench-split: {size} articles: {results[-1]['split_s']:.1f} s", flush=True)
+        if args.json:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        print(table(results))
+
+    run_stage(measure)
+
+
+def plots_template(args: argparse.Namespace) -> None:
+    """Write the offline HTML template `dvc plots show` uses (.dvc/config plots.html_template)."""
+    from prunetune.config import run_stage
+    from prunetune.plotpage import write_template
+
+    def write() -> None:
+        path = write_template(Path(args.out))
+        print(f"plots-template: wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+
+    run_stage(write)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="prunetune", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -165,6 +197,17 @@ def main(argv: list[str] | None = None) -> None:
     )
     timing.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice, one per core)")
     timing.set_defaults(run=bench)
+    split = commands.add_parser("bench-split", help="split time and duplicates found on planted synthetic corpora")
+    split.add_argument(
+        "--sizes", type=int, nargs="+", default=[1000, 5000, 10000], help="distinct articles (default: %(default)s)"
+    )
+    split.add_argument("--threshold", type=float, default=0.8, help="near-duplicate Jaccard (default: %(default)s)")
+    split.add_argument("--seed", type=int, default=0, help="corpus seed (default: %(default)s)")
+    split.add_argument("--json", help="write the figures to this JSON file")
+    split.set_defaults(run=bench_split)
+    page = commands.add_parser("plots-template", help="write the offline HTML template for `dvc plots show`")
+    page.add_argument("--out", default=".dvc/plots/offline.html", help="where (default: %(default)s)")
+    page.set_defaults(run=plots_template)
     args = parser.parse_args(argv)
     args.run(args)
 

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from prunetune.config import PrunetuneError, require, require_fraction, require_int
+from prunetune.dedup import deduplicate
 
 TASKS = ("summarization", "title_generation", "tag_extraction", "type_classification")
 ARTICLE_FIELDS: dict[str, type] = {
@@ -223,60 +224,6 @@ def clean_content(text: str) -> tuple[str, Counter]:
     text = "\n".join(line.strip() for line in text.split("\n"))
     text = re.sub(r"\n{3,}", "\n\n", text).strip()
     return text, removed
-
-
-# ---------------------------------------------------------------- duplicates
-
-
-def _normalized_words(text: str) -> list[str]:
-    return re.findall(r"\w+", text.lower())
-
-
-def shingles(text: str, size: int = 5) -> set[tuple[str, ...]]:
-    words = _normalized_words(text)
-    if len(words) < size:
-        return {tuple(words)}
-    return {tuple(words[i : i + size]) for i in range(len(words) - size + 1)}
-
-
-def jaccard(a: set, b: set) -> float:
-    return len(a & b) / len(a | b) if a or b else 1.0
-
-
-def deduplicate(articles: list[dict[str, Any]], near_threshold: float) -> tuple[list[dict], list[dict]]:
-    """Keep the first of each group of exact (same URL or same words) or near duplicates (5-gram Jaccard)."""
-    kept: list[dict] = []
-    kept_shingles: list[set] = []
-    seen_exact: dict[str, dict] = {}
-    dropped: list[dict] = []
-    for article in articles:
-        words_key = hashlib.sha1(" ".join(_normalized_words(article["content"])).encode()).hexdigest()
-        twin = seen_exact.get(words_key) or seen_exact.get("url:" + article["url"])
-        if twin is not None:
-            dropped.append({"line": article["line"], "reason": "exact_duplicate", "of_line": twin["line"]})
-            continue
-        article_shingles = shingles(article["content"])
-        best, best_score = None, 0.0
-        for other, other_shingles in zip(kept, kept_shingles, strict=True):
-            score = jaccard(article_shingles, other_shingles)
-            if score > best_score:
-                best, best_score = other, score
-        if best is not None and best_score >= near_threshold:
-            dropped.append(
-                {
-                    "line": article["line"],
-                    "reason": "near_duplicate",
-                    "of_line": best["line"],
-                    "jaccard": best_score,
-                }
-            )
-            continue
-        kept.append(article)
-        kept_shingles.append(article_shingles)
-        seen_exact[words_key] = article
-        if article["url"]:
-            seen_exact["url:" + article["url"]] = article
-    return kept, dropped
 
 
 # ---------------------------------------------------------------- split

@@ -34,6 +34,10 @@ TRAIN_CURVES = (
     ("Training token accuracy", "train/mean_token_accuracy.tsv", "mean_token_accuracy"),
     ("Validation token accuracy", "eval/mean_token_accuracy.tsv", "mean_token_accuracy"),
 )
+# plots/data/training/NAME.csv for `dvc plots`: one column per fine-tune, so the legend reads full / pruned
+TRAIN_TABLES = dict(
+    zip(("train_loss", "val_loss", "train_token_accuracy", "val_token_accuracy"), TRAIN_CURVES, strict=True)
+)
 
 
 def read_tsv(path: Path) -> dict[str, list[float]]:
@@ -232,11 +236,11 @@ def plot_layer_scores(prune_metrics: dict[str, Any], path: Path) -> Path:
     return _save(figure, path)
 
 
-def write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
-    """A flat table for `dvc plots` (vega reads CSV with a header)."""
+def write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str] | None = None) -> Path:
+    """A flat table for `dvc plots` (vega reads CSV with a header); `columns` names those of an empty table."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else columns or [], lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
     return path
@@ -258,9 +262,22 @@ def variant_rows(
 
 
 def layer_rows(prune_metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per layer; the label zero-padded ("02" before "10"), since vega sorts a nominal axis as text."""
     removed = set(prune_metrics["removed_layers"])
     scores = prune_metrics.get("layer_scores") or [None] * prune_metrics["layers_before"]
+    width = len(str(len(scores) - 1))
     return [
-        {"layer": layer, "score": score if score is not None else "", "removed": int(layer in removed)}
+        {"layer": f"{layer:0{width}d}", "score": score if score is not None else "", "removed": int(layer in removed)}
         for layer, score in enumerate(scores)
     ]
+
+
+def training_rows(train_dirs: dict[str, Path], file: str, column: str) -> list[dict[str, Any]]:
+    """One dvclive curve of every fine-tune side by side: a row per step, a column per fine-tune (blank where it
+    logged nothing at that step), so `dvc plots` names each line by its column instead of its file path."""
+    by_step: dict[int, dict[str, Any]] = {}
+    for variant, directory in train_dirs.items():
+        series = read_tsv(directory / "plots" / "metrics" / file)
+        for step, value in zip(series.get("step", []), series.get(column, []), strict=True):
+            by_step.setdefault(int(step), {})[variant] = value
+    return [{"step": step, **{v: by_step[step].get(v, "") for v in train_dirs}} for step in sorted(by_step)]

@@ -202,6 +202,22 @@ def test_second_run_appends_nothing_and_fetches_no_known_article(site, tmp_path)
     assert site.details_requested(since) == ["T0400004EN"]  # only the dropped one is looked at again
 
 
+def test_resume_reads_a_large_output_once(site, tmp_path, monkeypatch):
+    """The resume check is a set of the URLs already written, read once, not a re-read of the file per article."""
+    out = tmp_path / "articles.jsonl"
+    earlier = {**make_article(0), "url": ""}
+    out.write_text("".join(json.dumps({**earlier, "url": f"https://old.example/{i}"}) + "\n" for i in range(20000)))
+    reads = []
+    real_read_bytes = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda path: reads.append(path) or real_read_bytes(path))
+    start = time.monotonic()
+    report = collect_articles(out, 30000, site.base_url, **FAST)
+    assert (report.existing, report.appended, report.total) == (20000, 7, 20007)
+    assert [path for path in reads if path == out] == [out] and time.monotonic() - start < 10
+    known, records, _ = collect_module.open_output(out)
+    assert records == 20007 and len(known) == 20007
+
+
 def test_limit_counts_the_articles_in_the_file_and_a_larger_limit_continues(site, tmp_path):
     out = tmp_path / "articles.jsonl"
     report = collect_articles(out, 2, site.base_url, **FAST)

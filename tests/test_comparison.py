@@ -12,6 +12,7 @@ import pytest
 from prunetune.comparison import PAIRS, VARIANTS, compare, healing, healing_sentence, render_markdown
 from prunetune.config import PrunetuneError
 from prunetune.metrics import check_ci_method
+from prunetune.plots import layer_rows, training_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK_SCORES = {
@@ -235,6 +236,27 @@ def test_compare_and_plot_stages_on_a_small_fixture(tmp_path):
     with (tmp_path / "plots/data/layers.csv").open() as handle:
         layers = list(csv.DictReader(handle))
     assert [int(r["removed"]) for r in layers] == [0, 0, 1, 0] and float(layers[2]["score"]) == 0.01
+    # the dvc plots tables of the training curves: a column per fine-tune, the legend's names
+    assert (tmp_path / "plots/data/training/train_loss.csv").read_text() == "step,full,pruned\n0,3.0,3.0\n2,2.5,2.5\n"
+    assert (tmp_path / "plots/data/training/val_token_accuracy.csv").read_text() == "step,full,pruned\n"  # not logged
+
+
+def test_layer_labels_sort_as_numbers():
+    labels = [row["layer"] for row in layer_rows({"removed_layers": [11], "layers_before": 12})]
+    assert labels == sorted(labels) == ["00", "01", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11"]
+
+
+def test_training_rows_line_up_steps_and_leave_gaps_blank(tmp_path):
+    for variant, rows in (("full", "0\t3.0\n2\t2.5\n"), ("pruned", "2\t2.0\n4\t1.5\n")):
+        tsv = tmp_path / variant / "plots/metrics/train/loss.tsv"
+        tsv.parent.mkdir(parents=True)
+        tsv.write_text("step\tloss\n" + rows)
+    rows = training_rows({v: tmp_path / v for v in ("full", "pruned")}, "train/loss.tsv", "loss")
+    assert rows == [
+        {"step": 0, "full": 3.0, "pruned": ""},
+        {"step": 2, "full": 2.5, "pruned": 2.0},
+        {"step": 4, "full": "", "pruned": 1.5},
+    ]
 
 
 def test_plot_stage_names_a_missing_metrics_file(tmp_path):
