@@ -99,9 +99,7 @@ def _verdict(row: dict[str, Any]) -> str:
 
 
 def render_markdown(rows: list[dict[str, Any]], names: list[str]) -> str:
-    header = (
-        "| A − B | metric | " + " | ".join(names) + " | mean | between-seed sd | mean 95% bootstrap CI | verdict |"
-    )
+    header = "| A − B | metric | " + " | ".join(names) + " | mean | between-seed sd | mean 95% bootstrap CI | verdict |"
     lines = [
         f"Paired differences over {len(names)} training seeds ({', '.join(names)}). *between-seed sd* is the spread "
         "that retraining causes; *mean 95% bootstrap CI* the test-set noise a single run reports. The verdict holds "

@@ -15,7 +15,8 @@ from tqdm.auto import tqdm
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from prunetune.config import require, require_int
-from prunetune.data import article_texts
+from prunetune.data import article_content, article_texts
+from prunetune.warmup import instruction_batch, tokenize_answers, warmup_chats
 
 BOS, EOT, EOS, PAD = "<|begin_of_text|>", "<|eot_id|>", "<|end_of_text|>", "<|finetune_right_pad_id|>"
 SPECIAL_TOKENS = [BOS, EOS, "<|start_header_id|>", "<|end_header_id|>", EOT, PAD]
@@ -49,6 +50,18 @@ def check_tiny_params(cfg: dict[str, Any]) -> None:
     )
     require(cfg["heads"] % cfg["kv_heads"] == 0, "model.tiny.heads", "must be divisible by model.tiny.kv_heads")
     require(cfg["vocab_size"] > 300, "model.tiny.vocab_size", "must exceed 300 (256 bytes + special tokens)")
+    init_std = cfg.get("init_std")
+    require(
+        isinstance(init_std, int | float) and not isinstance(init_std, bool) and init_std > 0,
+        "model.tiny.init_std",
+        f"must be a number > 0, got {init_std!r}",
+    )
+    warmup = cfg.get("instruction_warmup")
+    require(
+        isinstance(warmup, int | float) and not isinstance(warmup, bool) and 0 <= warmup < 1,
+        "model.tiny.instruction_warmup",
+        f"must be a fraction of pretrain_steps in [0, 1), got {warmup!r}",
+    )
     lr = cfg.get("learning_rate")
     require(isinstance(lr, int | float) and lr > 0, "model.tiny.learning_rate", f"must be > 0, got {lr!r}")
 
@@ -96,6 +109,7 @@ def build_model(tokenizer: PreTrainedTokenizerFast, cfg: dict[str, Any]) -> Llam
         num_key_value_heads=cfg["kv_heads"],
         max_position_embeddings=2048,
         rope_theta=500000.0,
+        initializer_range=cfg["init_std"],
         tie_word_embeddings=True,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=[tokenizer.convert_tokens_to_ids(EOT), tokenizer.convert_tokens_to_ids(EOS)],
@@ -141,11 +155,23 @@ def stream_perplexity(model: LlamaForCausalLM, stream: torch.Tensor, seq_len: in
     return math.exp(total_loss / total_tokens)
 
 
+def is_instruction_step(step: int, fraction: float) -> bool:
+    """Spreads a fraction of the steps evenly over the run (0.5: every second step)."""
+    return math.floor((step + 1) * fraction) > math.floor(step * fraction)
+
+
 def pretrain(
-    model: LlamaForCausalLM, stream: torch.Tensor, cfg: dict[str, Any], show_progress: bool = True
+    model: LlamaForCausalLM,
+    stream: torch.Tensor,
+    cfg: dict[str, Any],
+    show_progress: bool = True,
+    instructions: list[tuple[list, list]] | None = None,
+    pad_id: int = 0,
 ) -> list[float]:
-    """nanoGPT-style next-token training on random windows; returns the loss of every step."""
+    """nanoGPT-style next-token training on random windows, with model.tiny.instruction_warmup of the steps on
+    instruction chats (answer tokens only) when given; returns the loss of every step."""
     generator = torch.Generator().manual_seed(cfg["seed"])
+    fraction = cfg.get("instruction_warmup", 0) if instructions else 0
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg["learning_rate"], weight_decay=0.1, betas=(0.9, 0.95))
     steps = cfg["pretrain_steps"]
     warmup = max(1, steps // 20)
@@ -156,8 +182,11 @@ def pretrain(
     model.train()
     losses = []
     for _ in tqdm(range(steps), desc="pre-training tiny model", disable=not show_progress):
-        batch = random_windows(stream, cfg["batch_size"], cfg["seq_len"], generator)
-        loss = model(input_ids=batch, labels=batch).loss
+        if is_instruction_step(len(losses), fraction):
+            loss = model(**instruction_batch(instructions, cfg["batch_size"], pad_id, generator)).loss
+        else:
+            batch = random_windows(stream, cfg["batch_size"], cfg["seq_len"], generator)
+            loss = model(input_ids=batch, labels=batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -175,11 +204,22 @@ def build_tiny_base(train_examples: list[dict[str, Any]], cfg: dict[str, Any]) -
     tokenizer = train_tokenizer(chat_texts, cfg["vocab_size"])
     model = build_model(tokenizer, cfg)
     stream = token_stream(tokenizer, article_texts(train_examples))
+    contents = list({e["article_id"]: article_content(e) for e in train_examples}.values())
+    instructions = tokenize_answers(tokenizer, warmup_chats(contents), cfg["seq_len"])
     perplexity_before = stream_perplexity(model, stream, cfg["seq_len"])
-    losses = pretrain(model, stream, cfg)
+    losses = pretrain(model, stream, cfg, instructions=instructions, pad_id=tokenizer.pad_token_id)
+    steps = range(len(losses))
+    instruction_losses = [losses[i] for i in steps if is_instruction_step(i, cfg["instruction_warmup"])]
+    text_losses = [losses[i] for i in steps if not is_instruction_step(i, cfg["instruction_warmup"])]
     report = {
         "train_tokens": len(stream),
         "pretrain_steps": len(losses),
+        "instruction_chats": len(instructions),
+        "instruction_steps": len(instruction_losses),
+        "instruction_loss_last": sum(instruction_losses[-10:]) / len(instruction_losses[-10:])
+        if instruction_losses
+        else None,
+        "text_loss_last": sum(text_losses[-10:]) / len(text_losses[-10:]) if text_losses else None,
         "pretrain_loss_first": losses[0] if losses else None,
         "pretrain_loss_last": losses[-1] if losses else None,
         "train_perplexity_before": perplexity_before,

@@ -75,7 +75,9 @@ def check_train_params(cfg: dict[str, Any]) -> None:
     require_int(cfg, "max_steps", "train", minimum=-1)
     _require_number(cfg, "max_epochs", "train", 1e-9)
     weighting = cfg.get("loss_weighting", "token")
-    require(weighting in LOSS_WEIGHTINGS, "train.loss_weighting", f"must be one of {LOSS_WEIGHTINGS}, got {weighting!r}")
+    require(
+        weighting in LOSS_WEIGHTINGS, "train.loss_weighting", f"must be one of {LOSS_WEIGHTINGS}, got {weighting!r}"
+    )
     require(
         weighting == "token" or cfg.get("method", "lora") == "lora",
         "train.loss_weighting",
@@ -249,7 +251,7 @@ def sft_config(cfg: dict[str, Any], scratch_dir: Path, device: torch.device) -> 
         fp16=False,
         use_cpu=not on_gpu,
         ddp_backend="gloo" if not on_gpu and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
-        include_num_input_tokens_seen=True,
+        include_num_input_tokens_seen="non_padding",  # attention_mask == 1: padding is not throughput
         report_to="none",
         disable_tqdm=not is_main_process(),
         dataloader_num_workers=0,

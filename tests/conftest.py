@@ -62,6 +62,8 @@ TINY_TEST_CFG = {
     "batch_size": 4,
     "seq_len": 64,
     "learning_rate": 0.003,
+    "init_std": 0.02,
+    "instruction_warmup": 0.0,
     "seed": 0,
 }
 

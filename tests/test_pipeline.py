@@ -61,7 +61,7 @@ def test_repro_runs_every_stage_and_writes_the_outputs(repo):
     for stage in (*stages, *per_variant, "speed@base", "speed@ft", "compare", "plot"):
         assert f"Running stage '{stage}'" in log
     report = json.loads((path / "data/processed/report.json").read_text())
-    assert report["dropped"] == {"exact_duplicate": 1, "excluded_type": 6, "invalid": 0, "near_duplicate": 1}
+    assert report["dropped"] == {"exact_duplicate": 1, "excluded_type": 15, "invalid": 0, "near_duplicate": 1}
     assert AutoConfig.from_pretrained(path / "models/base").num_hidden_layers == 16
     assert AutoConfig.from_pretrained(path / "models/pruned").num_hidden_layers == 15
     assert json.loads((path / "metrics/prune.json").read_text())["removed_layers"] == [15]
@@ -73,7 +73,7 @@ def test_repro_runs_every_stage_and_writes_the_outputs(repo):
         metrics = json.loads((path / f"metrics/eval/{variant}.json").read_text())
         assert set(metrics) >= {"summarization", "title_generation", "tag_extraction", "type_classification"}
         assert metrics["efficiency"]["layers"] == (15 if "pruned" in variant else 16)
-        assert len((path / f"predictions/{variant}.jsonl").read_text().splitlines()) == 48
+        assert len((path / f"predictions/{variant}.jsonl").read_text().splitlines()) == 160
         assert json.loads((path / f"metrics/qa/{variant}.json").read_text())["n"] == 26
     for pair in ("base", "ft"):
         speed = json.loads((path / f"metrics/speed/{pair}.json").read_text())

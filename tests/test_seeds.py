@@ -26,10 +26,11 @@ def diff(value, low, high, significant):
 def fake_exp_show():
     seeds = [
         # tag_f1 significant and positive in all three; perplexity positive but significant in one only
-        ("aaa1", "seed-1", {"ft_full-base_full": {"tag_f1": diff(0.30, 0.2, 0.4, True), "perplexity": diff(5, -1, 9, False)}}),
-        ("bbb2", "seed-2", {"ft_full-base_full": {"tag_f1": diff(0.20, 0.1, 0.3, True), "perplexity": diff(9, 2, 16, True)}}),
-        ("ccc3", "seed-3", {"ft_full-base_full": {"tag_f1": diff(0.25, 0.1, 0.4, True), "perplexity": diff(-2, -8, 4, False)}}),
-    ]  # fmt: skip
+        ("aaa1", "seed-1", {"tag_f1": diff(0.30, 0.2, 0.4, True), "perplexity": diff(5, -1, 9, False)}),
+        ("bbb2", "seed-2", {"tag_f1": diff(0.20, 0.1, 0.3, True), "perplexity": diff(9, 2, 16, True)}),
+        ("ccc3", "seed-3", {"tag_f1": diff(0.25, 0.1, 0.4, True), "perplexity": diff(-2, -8, 4, False)}),
+    ]
+    seeds = [(rev, name, {"ft_full-base_full": d}) for rev, name, d in seeds]
     experiments = [{"revs": [state(rev, name, d)], "name": name} for rev, name, d in seeds]
     baseline = state("f" * 40, "main", seeds[0][2])  # main holds seed 1's results: kept once
     baseline["experiments"] = experiments
