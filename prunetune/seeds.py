@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,19 @@ from prunetune.config import PrunetuneError
 from prunetune.sweep import _file_data, _states
 
 COMPARISON = "metrics/comparison.json"
+
+
+def _with_intervals(comparison: dict[str, Any], rev: str) -> dict[str, Any]:
+    """`dvc exp show` leaves lists (the intervals) out of metrics: read the whole file at the experiment's commit."""
+    entries = [e for pair in comparison.get("differences", {}).values() for e in pair.values()]
+    if all(isinstance(e, dict) and "ci" in e for e in entries):
+        return comparison
+    if rev == "workspace":
+        return json.loads(Path(COMPARISON).read_text(encoding="utf-8"))
+    shown = subprocess.run(["git", "show", f"{rev}:{COMPARISON}"], capture_output=True, text=True, check=False)
+    if shown.returncode != 0:
+        raise PrunetuneError(f"seed-report: cannot read {COMPARISON} at {rev[:7]}: {shown.stderr.strip()}")
+    return json.loads(shown.stdout)
 
 
 def seed_runs(exp_show: list[dict[str, Any]], names: list[str] | None = None) -> dict[str, dict[str, Any]]:
@@ -37,6 +51,7 @@ def seed_runs(exp_show: list[dict[str, Any]], names: list[str] | None = None) ->
         comparison = _file_data((state.get("data") or {}).get("metrics"), COMPARISON)
         if not comparison or (names and name not in names):
             continue
+        comparison = _with_intervals(comparison, state["rev"])
         key = json.dumps(comparison, sort_keys=True)
         if key not in seen:
             seen.add(key)

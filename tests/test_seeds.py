@@ -4,7 +4,7 @@ import pytest
 
 from prunetune.cli import main
 from prunetune.config import PrunetuneError
-from prunetune.seeds import pool_differences, seed_report, seed_runs
+from prunetune.seeds import _with_intervals, pool_differences, seed_report, seed_runs
 
 
 def state(rev, name, differences):
@@ -76,3 +76,21 @@ def test_cli_reads_saved_json(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["seed-report", "--from-json", str(saved), "--out", str(tmp_path / "out"), "nope"])
     assert "seed-report: no metrics/comparison.json for experiment(s) nope" in capsys.readouterr().err
+
+
+def test_intervals_dropped_by_exp_show_are_read_from_the_file(tmp_path, monkeypatch):
+    """`dvc exp show --json` leaves lists out of metrics; the report then reads the file itself."""
+    shown = fake_exp_show()
+    for state in [shown[0], *(e["revs"][0] for e in shown[0]["experiments"])]:
+        comparison = state["data"]["metrics"]["metrics/comparison.json"]["data"]
+        for entry in comparison["differences"]["ft_full-base_full"].values():
+            entry.pop("ci", None)  # main shares seed-1's entries
+    shown[0]["rev"] = "workspace"
+    full = {"differences": {"ft_full-base_full": {"tag_f1": diff(0.3, 0.25, 0.35, True)}}, "table": {}}
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "comparison.json").write_text(json.dumps(full))
+    monkeypatch.chdir(tmp_path)
+    data = shown[0]["data"]["metrics"]["metrics/comparison.json"]["data"]
+    assert _with_intervals(data, "workspace")["differences"]["ft_full-base_full"]["tag_f1"]["ci"] == [0.25, 0.35]
+    with pytest.raises(PrunetuneError, match="cannot read metrics/comparison.json at aaa1"):
+        _with_intervals(data, "aaa1")  # not a commit of this (temporary) directory
