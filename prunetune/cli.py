@@ -82,7 +82,7 @@ def seed_report(args: argparse.Namespace) -> None:
     from prunetune.sweep import read_experiments
 
     def report() -> None:
-        exp_show = read_json(args.from_json) if args.from_json else read_experiments(all_commits=args.all_commits)
+        exp_show = read_json(args.from_json) if args.from_json else read_experiments(args.all_commits, "seed-report")
         for kind, path in write_report(exp_show, Path(args.out), args.experiments or None).items():
             print(f"{kind:<9}{path}")
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from prunetune.config import PrunetuneError
-from prunetune.sweep import _file_data, _states
+from prunetune.sweep import exp_states, file_data
 
 COMPARISON = "metrics/comparison.json"
 
@@ -47,8 +47,8 @@ def seed_runs(exp_show: list[dict[str, Any]], names: list[str] | None = None) ->
     identical results (an experiment and the workspace it was applied to) are kept once."""
     runs: dict[str, dict[str, Any]] = {}
     seen: set[str] = set()
-    for name, state in _states(exp_show):
-        comparison = _file_data((state.get("data") or {}).get("metrics"), COMPARISON)
+    for name, state in exp_states(exp_show):
+        comparison = file_data((state.get("data") or {}).get("metrics"), COMPARISON)
         if not comparison or (names and name not in names):
             continue
         comparison = _with_intervals(comparison, state["rev"])

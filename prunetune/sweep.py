@@ -54,12 +54,12 @@ def _lookup(data: dict[str, Any], dotted: str) -> Any:
     return data
 
 
-def _file_data(files: dict[str, Any], path: str) -> dict[str, Any]:
+def file_data(files: dict[str, Any], path: str) -> dict[str, Any]:
     entry = (files or {}).get(path) or {}
     return entry.get("data") or {}
 
 
-def _states(exp_show: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+def exp_states(exp_show: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
     """(name, ExpState) pairs: experiments first, then their baselines, the workspace last, so that the duplicate
     left after `dvc exp run` applies an experiment to the workspace is dropped, not the named experiment."""
     baselines = []
@@ -107,22 +107,22 @@ def experiment_rows(
     """One row per experiment that has metrics/eval/<variant>.json (queued, running and failed ones have none),
     identical results once, plus one row for the unpruned reference variant (the first experiment that has it)."""
     rows, seen, reference_row = [], set(), None
-    for name, state in _states(exp_show):
+    for name, state in exp_states(exp_show):
         data = state.get("data") or {}
-        params = _file_data(data.get("params"), PARAMS_FILE)
+        params = file_data(data.get("params"), PARAMS_FILE)
         metrics = data.get("metrics") or {}
-        evaluation = _file_data(metrics, f"metrics/eval/{variant}.json")
+        evaluation = file_data(metrics, f"metrics/eval/{variant}.json")
         if not evaluation:
             continue
-        key = json.dumps([params, {path: _file_data(metrics, path) for path in sorted(metrics)}], sort_keys=True)
+        key = json.dumps([params, {path: file_data(metrics, path) for path in sorted(metrics)}], sort_keys=True)
         if key in seen:
             continue
         seen.add(key)
-        speed = _file_data(metrics, _speed_file(variant))
-        rows.append(_row(name, state["rev"], variant, params, _file_data(metrics, PRUNE_METRICS), evaluation, speed))
-        reference_eval = _file_data(metrics, f"metrics/eval/{reference}.json") if reference else {}
+        speed = file_data(metrics, _speed_file(variant))
+        rows.append(_row(name, state["rev"], variant, params, file_data(metrics, PRUNE_METRICS), evaluation, speed))
+        reference_eval = file_data(metrics, f"metrics/eval/{reference}.json") if reference else {}
         if reference_row is None and reference_eval:
-            reference_speed = _file_data(metrics, _speed_file(reference))
+            reference_speed = file_data(metrics, _speed_file(reference))
             reference_row = _row(
                 f"{reference} (unpruned)", state["rev"], reference, params, {}, reference_eval, reference_speed
             )
@@ -239,13 +239,13 @@ def draw_pareto(rows: list[dict[str, Any]], metric: str, out_path: Path) -> Path
     return out_path
 
 
-def read_experiments(all_commits: bool = False) -> list[dict[str, Any]]:
-    """`dvc exp show --json` of the repository in the working directory, parsed."""
+def read_experiments(all_commits: bool = False, command: str = "sweep-report") -> list[dict[str, Any]]:
+    """`dvc exp show --json` of the repository in the working directory, parsed; errors name `command`."""
     command = [sys.executable, "-m", "dvc", "exp", "show", "--json", *(["--all-commits"] if all_commits else [])]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise PrunetuneError(f"sweep-report: `dvc exp show --json` failed: {last}")
+        raise PrunetuneError(f"{command}: `dvc exp show --json` failed: {last}")
     return json.loads(result.stdout)
 
 
