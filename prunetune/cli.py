@@ -59,13 +59,12 @@ def collect(args: argparse.Namespace) -> None:
 def sweep_report(args: argparse.Namespace) -> None:
     """Quality against parameters and decode speed over the DVC experiments: a Pareto plot and its table."""
     from prunetune.config import run_stage
-    from prunetune.data import read_json
-    from prunetune.sweep import read_experiments
+    from prunetune.sweep import read_exp_show_file, read_experiments
     from prunetune.sweep import sweep_report as write_report
 
     def report() -> None:
         if args.from_json:
-            exp_show = read_json(args.from_json)
+            exp_show = read_exp_show_file(args.from_json)
         else:
             exp_show = read_experiments(all_commits=args.all_commits)
         for kind, path in write_report(exp_show, Path(args.out), args.variant, args.metric).items():
@@ -77,12 +76,14 @@ def sweep_report(args: argparse.Namespace) -> None:
 def seed_report(args: argparse.Namespace) -> None:
     """Several seeds' DVC experiments pooled: each paired difference with its between-seed spread."""
     from prunetune.config import run_stage
-    from prunetune.data import read_json
     from prunetune.seeds import seed_report as write_report
-    from prunetune.sweep import read_experiments
+    from prunetune.sweep import read_exp_show_file, read_experiments
 
     def report() -> None:
-        exp_show = read_json(args.from_json) if args.from_json else read_experiments(args.all_commits, "seed-report")
+        if args.from_json:
+            exp_show = read_exp_show_file(args.from_json, "seed-report")
+        else:
+            exp_show = read_experiments(args.all_commits, "seed-report")
         for kind, path in write_report(exp_show, Path(args.out), args.experiments or None).items():
             print(f"{kind:<9}{path}")
 

@@ -236,7 +236,8 @@ def retry_after_seconds(value: str | None, now: datetime | None = None) -> float
 
 
 class PoliteClient:
-    """GET one page at a time, `delay` s apart; timeouts, connection errors, 429 and 5xx are retried with backoff."""
+    """GET one page at a time, `delay` s apart; timeouts, dropped connections, 429 and 5xx are retried with backoff;
+    a refused connection fails at once."""
 
     def __init__(
         self,
@@ -265,7 +266,11 @@ class PoliteClient:
                 problem = f"timed out after {self.timeout:g} s"
             except urllib.error.URLError as err:
                 reason = err.reason
+                if isinstance(reason, ConnectionRefusedError):  # nothing listens there: waiting will not help
+                    raise FetchError(f"{url}: {reason} (is --base-url right, and the site up?)") from None
                 problem = f"timed out after {self.timeout:g} s" if isinstance(reason, TimeoutError) else str(reason)
+            except ConnectionRefusedError as err:
+                raise FetchError(f"{url}: {err} (is --base-url right, and the site up?)") from None
             except (OSError, http.client.HTTPException) as err:
                 problem = f"{type(err).__name__}: {err}".rstrip(": ")
             else:

@@ -16,12 +16,40 @@ class PrunetuneError(Exception):
     """Bad input or params: the message names the file, item or param and what to do."""
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that refuses a key written twice in one mapping (plain YAML lets the last one silently win)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise PrunetuneError(
+                    f"{self.name}:{line}: key {key!r} is written twice (first on line {seen[key]}); YAML would "
+                    "silently keep the last: keep one"
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(path: str | Path) -> Any:
+    """A YAML file parsed with duplicate keys refused; errors name the file."""
+    path = Path(path)
+    loader = _UniqueKeyLoader(path.read_text(encoding="utf-8"))
+    loader.name = str(path)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def load_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise PrunetuneError(f"{path}: not found; run the stage from the repository root")
     try:
-        params = yaml.safe_load(path.read_text(encoding="utf-8"))
+        params = load_yaml(path)
     except yaml.YAMLError as err:
         raise PrunetuneError(f"{path}: not valid YAML ({err.__class__.__name__}: {err})") from None
     if not isinstance(params, dict):

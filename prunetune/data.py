@@ -92,6 +92,8 @@ def read_articles(path: str | Path, known_types: list[str], on_error: str = "fai
     if on_error not in ("fail", "skip"):
         raise PrunetuneError(f"params.yaml: data.on_error must be 'fail' or 'skip', got {on_error!r}")
     path = Path(path)
+    if path.is_dir():
+        raise PrunetuneError(f"{path}: is a directory; data.source must name a JSONL file")
     if not path.is_file():
         raise PrunetuneError(f"{path}: corpus file not found (data.source)")
     raw_lines = path.read_bytes().split(b"\n")
@@ -348,18 +350,46 @@ def write_json(path: str | Path, payload: dict[str, Any]) -> None:
     path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    path = Path(path)
-    if not path.is_file():
-        raise PrunetuneError(f"{path}: not found; run the stage that writes it first (dvc repro)")
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+MISSING_OUTPUT = "run the stage that writes it first (dvc repro)"
+DAMAGED_OUTPUT = "rerun the stage that writes it (dvc repro, or dvc checkout to restore it)"
 
 
-def read_json(path: str | Path) -> Any:
-    path = Path(path)
+def _text(path: Path, missing: str) -> str:
+    if path.is_dir():
+        raise PrunetuneError(f"{path}: is a directory, not a file")
     if not path.is_file():
-        raise PrunetuneError(f"{path}: not found; run the stage that writes it first (dvc repro)")
-    return json.loads(path.read_text(encoding="utf-8"))
+        raise PrunetuneError(f"{path}: not found; {missing}")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise PrunetuneError(f"{path}: not valid UTF-8 (byte {err.start})") from None
+
+
+def read_jsonl(path: str | Path, missing: str = MISSING_OUTPUT, damaged: str = DAMAGED_OUTPUT) -> list[dict[str, Any]]:
+    """Every JSON line of a file; a missing file or a bad line is one error naming the file (and line)."""
+    path = Path(path)
+    records = []
+    for number, line in enumerate(_text(path, missing).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            raise PrunetuneError(
+                f"{path}:{number}: malformed JSON ({err.msg} at column {err.colno}), a truncated or edited line; "
+                f"{damaged}"
+            ) from None
+    return records
+
+
+def read_json(path: str | Path, missing: str = MISSING_OUTPUT, damaged: str = DAMAGED_OUTPUT) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(_text(path, missing))
+    except json.JSONDecodeError as err:
+        raise PrunetuneError(
+            f"{path}:{err.lineno}: malformed JSON ({err.msg} at column {err.colno}); {damaged}"
+        ) from None
 
 
 # ---------------------------------------------------------------- the whole split stage

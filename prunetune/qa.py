@@ -67,8 +67,9 @@ def load_qa(path: str | Path) -> list[dict[str, Any]]:
             raise _question_error(path, item, "missing question text")
         answer = item.get("answer")
         if answer is None or (isinstance(answer, str) and not answer.strip()):
-            raise _question_error(path, item, "missing answer")
-        item["answer"] = str(answer)
+            item.pop("answer", None)  # a multiple-choice question may give answer_index alone (checked below)
+        else:
+            item["answer"] = str(answer)
         item["difficulty"] = str(item.get("difficulty") or "unspecified")
         source = item.get("article_id")
         if source is not None and (not isinstance(source, str) or not source.strip()):
@@ -78,6 +79,8 @@ def load_qa(path: str | Path) -> list[dict[str, Any]]:
         if category not in CATEGORIES:
             raise _question_error(path, item, f"category must be one of {CATEGORIES}, got {category!r}")
         item["category"] = category
+        if "answer" not in item and (category != "multiple_choice" or item.get("answer_index") is None):
+            raise _question_error(path, item, "missing answer")
         if category == "multiple_choice":
             _normalize_options(path, item)
         questions.append(item)
@@ -92,17 +95,41 @@ def _normalize_options(path: Path, item: dict[str, Any]) -> None:
         raise _question_error(path, item, "a multiple-choice question needs a list of at least two options")
     item["options"] = options
     index = item.get("answer_index")
-    if index is None:
-        answer = item["answer"].strip()
-        if answer in options:
-            index = options.index(answer)
-        elif len(answer) == 1 and answer.upper() in LETTERS[: len(options)]:
-            index = LETTERS.index(answer.upper())
-        else:
-            raise _question_error(path, item, "the answer is neither an option nor an option letter; add answer_index")
-    if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(options):
+    if index is not None and (not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(options)):
         raise _question_error(path, item, f"answer_index {index!r} is out of range for {len(options)} options")
+    answer = item.get("answer")
+    if answer is None:  # answer_index alone: the answer is that option's text
+        item["answer"] = options[index]
+    elif index is None:
+        index = _answer_position(answer, options)
+        if index is None:
+            raise _question_error(path, item, "the answer is neither an option nor an option letter; add answer_index")
+    elif index not in _answer_positions(answer, options):
+        raise _question_error(
+            path,
+            item,
+            f"answer {answer!r} and answer_index {index} ({LETTERS[index]}) {options[index]!r} disagree; keep one, "
+            "or make them name the same option",
+        )
     item["answer_index"] = index
+
+
+def _answer_positions(answer: str, options: list[str]) -> set[int]:
+    """The options an answer names: by its text, or by its letter."""
+    answer = answer.strip()
+    named = {i for i, option in enumerate(options) if option == answer}
+    if len(answer) == 1 and answer.upper() in LETTERS[: len(options)]:
+        named.add(LETTERS.index(answer.upper()))
+    return named
+
+
+def _answer_position(answer: str, options: list[str]) -> int | None:
+    """The option an answer names: its text first, then its letter (as written in DESIGN.md)."""
+    answer = answer.strip()
+    if answer in options:
+        return options.index(answer)
+    named = _answer_positions(answer, options)
+    return named.pop() if named else None
 
 
 def question_messages(item: dict[str, Any]) -> list[dict[str, str]]:

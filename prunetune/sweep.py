@@ -239,10 +239,54 @@ def draw_pareto(rows: list[dict[str, Any]], metric: str, out_path: Path) -> Path
     return out_path
 
 
+def _state_problem(state: Any, where: str) -> str | None:
+    if not isinstance(state, dict) or not isinstance(state.get("rev"), str):
+        return f"{where} is not an object with a 'rev'"
+    data = {} if state.get("data") is None else state["data"]
+    if not isinstance(data, dict):
+        return f"{where}.data is not an object"
+    for kind in ("params", "metrics"):
+        files = {} if data.get(kind) is None else data[kind]
+        if not isinstance(files, dict) or not all(isinstance(entry, dict | None) for entry in files.values()):
+            return f"{where}.data.{kind} is not an object of files"
+        if not all(isinstance((entry or {}).get("data") or {}, dict) for entry in files.values()):
+            return f"{where}.data.{kind} holds a file whose data is not an object"
+    return None
+
+
+def check_exp_show(exp_show: Any, source: str, command: str = "sweep-report") -> list[dict[str, Any]]:
+    """exp_show if it has the shape of `dvc exp show --json` output (as far as the reports read it); else one line."""
+    problem = None if isinstance(exp_show, list) else f"a JSON {type(exp_show).__name__}, not a list of revisions"
+    for i, baseline in enumerate(exp_show if problem is None else []):
+        problem = _state_problem(baseline, f"[{i}]")
+        for j, exp_range in enumerate((baseline.get("experiments") or []) if problem is None else []):
+            revs = exp_range.get("revs") if isinstance(exp_range, dict) else None
+            if not isinstance(revs, list | None):
+                problem = f"[{i}].experiments[{j}] has no list of 'revs'"
+            for k, state in enumerate(revs or []):
+                problem = problem or _state_problem(state, f"[{i}].experiments[{j}].revs[{k}]")
+            if problem:
+                break
+        if problem:
+            break
+    if problem:
+        raise PrunetuneError(f"{command}: {source}: not `dvc exp show --json` output ({problem})")
+    return exp_show
+
+
+def read_exp_show_file(path: str | Path, command: str = "sweep-report") -> list[dict[str, Any]]:
+    """Saved `dvc exp show --json` output (--from-json), checked; a missing or malformed file is one line."""
+    from prunetune.data import read_json
+
+    hint = "save it with `dvc exp show --json > FILE`"
+    exp_show = read_json(path, missing=f"check the --from-json path ({hint})", damaged=hint)
+    return check_exp_show(exp_show, str(path), command)
+
+
 def read_experiments(all_commits: bool = False, command: str = "sweep-report") -> list[dict[str, Any]]:
     """`dvc exp show --json` of the repository in the working directory, parsed; errors name `command`."""
-    command = [sys.executable, "-m", "dvc", "exp", "show", "--json", *(["--all-commits"] if all_commits else [])]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    argv = [sys.executable, "-m", "dvc", "exp", "show", "--json", *(["--all-commits"] if all_commits else [])]
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["no output"])[-1]
         raise PrunetuneError(f"{command}: `dvc exp show --json` failed: {last}")

@@ -266,6 +266,13 @@ def _first_and_best_eval_loss(log_history: list[dict[str, Any]]) -> tuple[float 
     return (losses[0], min(losses)) if losses else (None, None)
 
 
+def _tokens_seen(checkpoint: str | None) -> int:
+    """The input tokens a checkpoint's run had seen (0 without one): what a resumed run starts counting from."""
+    if checkpoint is None:
+        return 0
+    return int(json.loads((Path(checkpoint) / "trainer_state.json").read_text())["num_input_tokens_seen"])
+
+
 def _sort_target_modules(adapter_config: Path) -> None:
     """peft writes target_modules from a set, in hash order; sorted, the same run gives the same bytes."""
     config = json.loads(adapter_config.read_text())
@@ -337,8 +344,9 @@ def finetune(
         callbacks=callbacks,
         **kd_args,
     )
+    tokens_before = _tokens_seen(resume_from)
     started = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=resume_from)
+    trainer.train(resume_from_checkpoint=resume_from)
     wall_s = time.perf_counter() - started
     if args.process_index != 0:
         return None
@@ -354,8 +362,8 @@ def finetune(
         "steps": state.global_step,
         "epochs": state.epoch,
         "train_tokens": state.num_input_tokens_seen,
-        "tokens_per_s": result.metrics.get("train_tokens_per_second")
-        or (state.num_input_tokens_seen / wall_s if wall_s else None),
+        # this run's tokens over this run's time: a resumed run neither counts the killed run's tokens nor its time
+        "tokens_per_s": (state.num_input_tokens_seen - tokens_before) / wall_s if wall_s else None,
         "wall_s": wall_s,
         "resumed_from_step": int(resume_from.rsplit("-", 1)[-1]) if resume_from else 0,
         "stopped_early": state.global_step < state.max_steps,

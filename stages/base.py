@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from prunetune.config import load_params, require, run_stage, section
+from prunetune.config import PrunetuneError, load_params, require, run_stage, section
 from prunetune.data import read_jsonl, write_json
-from prunetune.models import is_hub_id, load_model, resolve_hub_snapshot, save_model
+from prunetune.models import is_hub_id, load_model, missing_local_dir, resolve_hub_snapshot, save_model
 from prunetune.tiny import build_tiny_base
 
 OUT_DIR = Path("models/base")
@@ -23,6 +23,8 @@ def main() -> None:
             "model.name",
             "must be 'tiny', a hub id or a local directory",
         )
+        if reason := missing_local_dir(name):
+            raise PrunetuneError(f"model.name: {name}: local model directory not found ({reason}); fix the path")
         path, revision = resolve_hub_snapshot(name, cfg.get("revision")) if is_hub_id(name) else (Path(name), None)
         model, tokenizer = load_model(path, param="model.name")
         meta = {"source": name, "revision": revision}

@@ -408,6 +408,18 @@ def test_cli_unreachable_site_ends_in_one_error_line(tmp_path, capsys):
     assert err.startswith(f"error: {base}/global/article: ") and "refused" in err and "to resume" in err
 
 
+def test_a_refused_connection_fails_at_once_but_a_timeout_or_5xx_is_retried(site, tmp_path):
+    slept = []
+    base = f"http://127.0.0.1:{closed_port()}"
+    started = time.monotonic()
+    with pytest.raises(FetchError, match=r"/global/article: .*refused.*is --base-url right"):
+        collect_articles(tmp_path / "a.jsonl", 1, base, **{**FAST, "retries": 4}, sleep=slept.append)
+    assert slept == [] and time.monotonic() - started < 5  # no backoff: nothing listens there
+
+    report = collect_articles(tmp_path / "b.jsonl", 100, site.base_url, **FAST, sleep=slept.append)
+    assert report.retries == 2 and len(slept) == 2  # the site's 503 and its too-slow answer: each backed off once
+
+
 def test_unknown_types_are_pointed_out(tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text("data:\n  types: [Press Release]\n", encoding="utf-8")

@@ -123,11 +123,18 @@ def test_killed_run_resumes_and_ends_where_an_uninterrupted_run_ends(
         run_finetune(tiny_model_dir, tmp_path)
     assert not (tmp_path / "run" / "model").exists()
     monkeypatch.setattr(HealingTrainer, "training_step", original_step)
+    state = json.loads((tmp_path / "run" / "scratch" / "checkpoint-4" / "trainer_state.json").read_text())
+    tokens_before_kill = state["num_input_tokens_seen"]
 
     summary = run_finetune(tiny_model_dir, tmp_path)
     assert summary["resumed_from_step"] == 4 and summary["steps"] == 6
     uninterrupted_dir, uninterrupted = finished_run
     assert summary["best_val_loss"] == pytest.approx(uninterrupted["best_val_loss"], abs=1e-6)
+    # throughput is this run's tokens over this run's time: the killed run's tokens are in train_tokens only
+    assert summary["train_tokens"] == uninterrupted["train_tokens"] > tokens_before_kill > 0
+    this_run = summary["train_tokens"] - tokens_before_kill
+    assert summary["tokens_per_s"] == pytest.approx(this_run / summary["wall_s"])
+    assert uninterrupted["tokens_per_s"] == pytest.approx(uninterrupted["train_tokens"] / uninterrupted["wall_s"])
     resumed = load_file(tmp_path / "run" / "model" / "adapter" / "adapter_model.safetensors")
     expected = load_file(uninterrupted_dir / "model" / "adapter" / "adapter_model.safetensors")
     assert resumed.keys() == expected.keys()
