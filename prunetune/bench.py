@@ -20,6 +20,7 @@ import platform
 import resource
 import statistics
 import tempfile
+from dataclasses import replace
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -27,11 +28,12 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from prunetune.config import PrunetuneError, load_params, section
+from prunetune.config import PrunetuneError
 from prunetune.data import TASKS, read_jsonl
-from prunetune.efficiency import check_speed_params, flops_per_token, pruning_speed, timed
+from prunetune.efficiency import flops_per_token, pruning_speed, timed
 from prunetune.generation import generate_greedy, prompt_ids
-from prunetune.pruning import METHODS, decoder_layers, remove_layers, resolve_removed_layers
+from prunetune.params import MEASURED_METHODS, LoraParams, SpeedParams, TrainParams, as_section, load_all
+from prunetune.pruning import decoder_layers, remove_layers, resolve_removed_layers
 
 # Llama-3.2-1B's exact shape (its config.json), built here with random weights: nothing is downloaded.
 LLAMA_3_2_1B = {
@@ -106,19 +108,21 @@ def load_splits(params: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
         return {name: read_jsonl(path) for name, path in paths.items()}
     from prunetune.data import prepare_corpus
 
-    return prepare_corpus(section(params, "data"))[0]
+    return prepare_corpus(params["data"])[0]
 
 
 def _removed_layers(params: dict[str, Any], num_layers: int) -> list[int]:
-    cfg = params.get("prune") or {}
-    return resolve_removed_layers(cfg if cfg.get("method") in METHODS else {"method": "last"}, num_layers)
+    prune = params["prune"]
+    if prune.method in MEASURED_METHODS:  # needs a calibration pass: the bench drops the last layer instead
+        prune = replace(prune, method="last")
+    return resolve_removed_layers(prune, num_layers)
 
 
 def _build_tokenizer(train_examples: list[dict[str, Any]], params: dict[str, Any]) -> Any:
     from prunetune.tiny import train_tokenizer
 
     texts = [message["content"] for example in train_examples for message in example["messages"]]
-    return train_tokenizer(texts, section(params, "model")["tiny"]["vocab_size"])
+    return train_tokenizer(texts, params["model"].tiny.vocab_size)
 
 
 def check_arch(arch: str, random_init: bool) -> None:
@@ -135,7 +139,7 @@ def build_models(
     from transformers import AutoTokenizer, GenerationConfig, LlamaConfig, LlamaForCausalLM
 
     from prunetune.models import load_model, pick_dtype, read_meta
-    from prunetune.tiny import build_model, check_tiny_params
+    from prunetune.tiny import build_model
 
     check_arch(arch, random_init)
     dtype = pick_dtype(device)
@@ -155,9 +159,7 @@ def build_models(
     tokenizer = AutoTokenizer.from_pretrained(base) if have_tokenizer else _build_tokenizer(splits["train"], params)
     tokenizer_source = "models/base's tokenizer" if have_tokenizer else "a tokenizer trained on the train split"
     if arch == "tiny":
-        cfg = section(params, "model")["tiny"]
-        check_tiny_params(cfg)
-        full = build_model(tokenizer, cfg)
+        full = build_model(tokenizer, params["model"].tiny)
         source = f"tiny, random init from params.yaml model.tiny, {tokenizer_source}"
     else:
         torch.manual_seed(0)
@@ -250,18 +252,19 @@ def bench_generation(
 # ---------------------------------------------------------------- pruning
 
 
-def bench_pruning(full: Any, pruned: Any, cfg: dict[str, Any], peak_tflops: float) -> dict[str, Any]:
+def bench_pruning(full: Any, pruned: Any, cfg: SpeedParams | dict[str, Any], peak_tflops: float) -> dict[str, Any]:
     """efficiency.pruning_speed (both models timed in turns, beside the ideal speedup) and each model's MFU."""
+    cfg = as_section(SpeedParams, cfg)
     result = pruning_speed(full, pruned, cfg)
-    batched = f"b{cfg['batch_size']}"
-    decode_context = cfg["prompt_tokens"] + cfg["new_tokens"] // 2
-    prefill_context = cfg["prompt_tokens"] // 2
+    batched = f"b{cfg.batch_size}"
+    decode_context = cfg.prompt_tokens + cfg.new_tokens // 2
+    prefill_context = cfg.prompt_tokens // 2
     result["flops_per_token_full"] = flops_per_token(full.config, decode_context)
     result["flops_per_token_pruned"] = flops_per_token(pruned.config, decode_context)
     mfu = {}
     for name, model in (("full", full), ("pruned", pruned)):
-        for label, batch_size in (("b1", 1), (batched, cfg["batch_size"])):
-            prefill_flops = batch_size * cfg["prompt_tokens"] * flops_per_token(model.config, prefill_context)
+        for label, batch_size in (("b1", 1), (batched, cfg.batch_size)):
+            prefill_flops = batch_size * cfg.prompt_tokens * flops_per_token(model.config, prefill_context)
             prefill_s = result[name][f"prefill_ms_{label}"] / 1000
             mfu[f"{name}_prefill_{label}"] = prefill_flops / prefill_s / (peak_tflops * 1e12)
             decode_flops_per_s = result[name][f"decode_tokens_per_s_{label}"] * flops_per_token(
@@ -288,11 +291,10 @@ def training_loaders(
     stage's sampling and once with naive random sampling. The LoRA adapter is added to `model` in place."""
     from trl import SFTTrainer
 
-    from prunetune.training import build_dataset, check_train_params, lora_config, sft_config
+    from prunetune.training import build_dataset, lora_config, sft_config
 
-    train_cfg, lora_cfg = section(params, "train"), section(params, "lora")
-    check_train_params(train_cfg)
-    data, _ = build_dataset(train_examples, tokenizer, train_cfg["max_seq_length"])
+    train_cfg, lora_cfg = as_section(TrainParams, params["train"]), as_section(LoraParams, params["lora"])
+    data, _ = build_dataset(train_examples, tokenizer, train_cfg.max_seq_length)
     if len(data) == 0:
         raise PrunetuneError("bench: no training example fits train.max_seq_length")
     lora = lora_config(lora_cfg)
@@ -397,7 +399,7 @@ def run_bench(
             raise PrunetuneError(f"bench {option}: must be >= 1, got {value}")
     if threads is not None:
         torch.set_num_threads(threads)  # 1 on a shared CPU: OpenMP threads wait on each other when a core is taken
-    params = load_params(params_path)
+    params = load_all(params_path)
     device = torch.device(device_name) if device_name else pick_device()
     if device.type == "cuda" and not torch.cuda.is_available():
         raise PrunetuneError("bench --device cuda: no CUDA device is available here")
@@ -405,16 +407,16 @@ def run_bench(
     settings = dict(MODES[mode])
     if prompts_per_task is not None:
         settings["prompts_per_task"] = prompts_per_task
-    eval_cfg = section(params, "eval")
-    limits = dict(eval_cfg["max_new_tokens"])
-    speed_cfg = section(params, "speed")
-    check_speed_params(speed_cfg)
-    speed_cfg = {**speed_cfg, "new_tokens": settings["new_tokens"], "repeats": settings["speed_repeats"]}
+    eval_cfg = params["eval"]
+    limits = eval_cfg.max_new_tokens.to_dict()
+    speed_cfg = replace(params["speed"], new_tokens=settings["new_tokens"], repeats=settings["speed_repeats"])
     if mode == "smoke":
         limits = {task: min(n, SMOKE_LIMITS["max_new_tokens"]) for task, n in limits.items()}
-        speed_cfg.update(prompt_tokens=SMOKE_LIMITS["prompt_tokens"], batch_size=SMOKE_LIMITS["batch_size"])
-        params["train"] = {**params["train"], "batch_size": SMOKE_LIMITS["train_batch_size"]}
-    gen_batch = batch_size or eval_cfg["batch_size"]
+        speed_cfg = replace(
+            speed_cfg, prompt_tokens=SMOKE_LIMITS["prompt_tokens"], batch_size=SMOKE_LIMITS["batch_size"]
+        )
+        params["train"] = replace(params["train"], batch_size=SMOKE_LIMITS["train_batch_size"])
+    gen_batch = batch_size or eval_cfg.batch_size
 
     splits = load_splits(params)
     full, pruned, tokenizer, origin = build_models(arch, random_init, params, splits, device)
@@ -448,7 +450,7 @@ def run_bench(
     del pruned
 
     _reset_memory(device)
-    train_examples = splits["train"][: 4 * params["train"]["batch_size"]] if mode == "smoke" else splits["train"]
+    train_examples = splits["train"][: 4 * params["train"].batch_size] if mode == "smoke" else splits["train"]
     trainer, batches = training_loaders(full, tokenizer, train_examples, params, device)
     result["training"] = bench_training(trainer, batches, settings["train_steps"], hardware["peak_tflops"])
     result["training"]["peak_memory_mb"] = _memory_mb(device)

@@ -1,4 +1,6 @@
-"""params.yaml access, parameter checks and the one-line error every stage ends with on bad input."""
+"""The one-line error every stage ends with on bad input, and params.yaml read with duplicate keys refused.
+
+The sections' types and ranges are in params.py."""
 
 from __future__ import annotations
 
@@ -57,39 +59,10 @@ def load_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
     return params
 
 
-def section(params: dict[str, Any], name: str) -> dict[str, Any]:
-    value = params.get(name)
-    if not isinstance(value, dict):
-        raise PrunetuneError(f"params.yaml: section '{name}' is missing or not a mapping")
-    return value
-
-
 def require(condition: bool, param: str, problem: str) -> None:
     """Fail with a message naming the param, before any work is spent."""
     if not condition:
         raise PrunetuneError(f"params.yaml: {param} {problem}")
-
-
-def require_int(cfg: dict[str, Any], key: str, prefix: str, minimum: int | None = None) -> int:
-    value = cfg.get(key)
-    require(
-        isinstance(value, int) and not isinstance(value, bool),
-        f"{prefix}.{key}",
-        f"must be an integer, got {value!r}",
-    )
-    if minimum is not None:
-        require(value >= minimum, f"{prefix}.{key}", f"must be >= {minimum}, got {value}")
-    return value
-
-
-def require_fraction(cfg: dict[str, Any], key: str, prefix: str) -> float:
-    value = cfg.get(key)
-    require(
-        isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 1,
-        f"{prefix}.{key}",
-        f"must be a number in [0, 1), got {value!r}",
-    )
-    return float(value)
 
 
 def run_stage(main: Callable[[], None]) -> None:

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from prunetune.config import PrunetuneError, require, require_fraction, require_int
+from prunetune.config import PrunetuneError
 from prunetune.dedup import deduplicate
+from prunetune.params import DataParams, as_section
 
 TASKS = ("summarization", "title_generation", "tag_extraction", "type_classification")
 ARTICLE_FIELDS: dict[str, type] = {
@@ -181,12 +182,12 @@ def read_hub_articles(spec: str, known_types: list[str], on_error: str = "fail")
     return result, source
 
 
-def load_corpus(cfg: dict[str, Any]) -> tuple[LoadResult, str]:
+def load_corpus(cfg: DataParams) -> tuple[LoadResult, str]:
     """The articles of data.hub_dataset when set, else of the JSONL file data.source, and where they came from."""
-    on_error = cfg.get("on_error", "fail")
-    if cfg.get("hub_dataset"):
-        return read_hub_articles(cfg["hub_dataset"], cfg["types"], on_error)
-    return read_articles(cfg["source"], cfg["types"], on_error), str(cfg["source"])
+    on_error = cfg.on_error
+    if cfg.hub_dataset:
+        return read_hub_articles(cfg.hub_dataset, cfg.types, on_error)
+    return read_articles(cfg.source, cfg.types, on_error), str(cfg.source)
 
 
 # ---------------------------------------------------------------- cleaning
@@ -395,41 +396,11 @@ def read_json(path: str | Path, missing: str = MISSING_OUTPUT, damaged: str = DA
 # ---------------------------------------------------------------- the whole split stage
 
 
-def check_data_params(cfg: dict[str, Any]) -> None:
-    require(isinstance(cfg.get("source"), str) and cfg["source"], "data.source", "must be a path to a JSONL file")
-    hub = cfg.get("hub_dataset")
-    require(
-        hub is None or (isinstance(hub, str) and hub.strip() == hub and hub and " " not in hub),
-        "data.hub_dataset",
-        f"must be null or a hub dataset id such as 'owner/name' or 'owner/name@revision', got {hub!r}",
-    )
-    require(
-        isinstance(cfg.get("types"), list) and all(isinstance(t, str) for t in cfg["types"]) and cfg["types"],
-        "data.types",
-        "must be a non-empty list of article types",
-    )
-    excluded = cfg.get("exclude_types") or []
-    require(isinstance(excluded, list), "data.exclude_types", "must be a list of types")
-    unknown = [t for t in excluded if t not in cfg["types"]]
-    require(not unknown, "data.exclude_types", f"names types not in data.types: {unknown}")
-    val, test = require_fraction(cfg, "val_fraction", "data"), require_fraction(cfg, "test_fraction", "data")
-    require(val + test < 1, "data.val_fraction + data.test_fraction", "must leave articles for training")
-    threshold = cfg.get("near_duplicate_jaccard")
-    require(
-        isinstance(threshold, int | float) and 0 < threshold <= 1,
-        "data.near_duplicate_jaccard",
-        f"must be in (0, 1], got {threshold!r}",
-    )
-    require_int(cfg, "seed", "data")
-    if cfg.get("max_content_words") is not None:
-        require_int(cfg, "max_content_words", "data", minimum=1)
-
-
-def prepare_corpus(cfg: dict[str, Any]) -> tuple[dict[str, list[dict]], dict[str, Any]]:
+def prepare_corpus(cfg: DataParams | dict[str, Any]) -> tuple[dict[str, list[dict]], dict[str, Any]]:
     """Run the split stage's logic: the examples of each split and a report that counts every drop."""
-    check_data_params(cfg)
+    cfg = as_section(DataParams, cfg)
     loaded, source = load_corpus(cfg)
-    excluded_types = set(cfg.get("exclude_types") or [])
+    excluded_types = set(cfg.exclude_types or [])
     dropped: Counter = Counter({"invalid": len(loaded.invalid)})
     cleaning: Counter = Counter()
     candidates = []
@@ -443,19 +414,19 @@ def prepare_corpus(cfg: dict[str, Any]) -> tuple[dict[str, list[dict]], dict[str
             dropped["empty_after_cleaning"] += 1
             continue
         candidates.append({**article, "content": content})
-    kept, duplicates = deduplicate(candidates, cfg["near_duplicate_jaccard"])
+    kept, duplicates = deduplicate(candidates, cfg.near_duplicate_jaccard)
     dropped.update(d["reason"] for d in duplicates)
     if not kept:
         raise PrunetuneError(f"{source}: no article left after validation, cleaning and de-duplication")
 
-    splits = split_articles(kept, cfg["val_fraction"], cfg["test_fraction"], cfg["seed"])
-    types = [t for t in cfg["types"] if t not in excluded_types]
+    splits = split_articles(kept, cfg.val_fraction, cfg.test_fraction, cfg.seed)
+    types = [t for t in cfg.types if t not in excluded_types]
     examples: dict[str, list[dict]] = {}
     skipped: dict[str, Counter] = {}
     for name, members in splits.items():
         examples[name], skipped[name] = [], Counter()
         for article in members:
-            built, missing = build_examples(article, types, cfg.get("max_content_words"))
+            built, missing = build_examples(article, types, cfg.max_content_words)
             examples[name] += built
             skipped[name].update(missing)
 
@@ -470,7 +441,7 @@ def prepare_corpus(cfg: dict[str, Any]) -> tuple[dict[str, list[dict]], dict[str
         "duplicates": duplicates,
         "cleaning_removed": {name: cleaning[name] for name in sorted(cleaning)},
         "articles_truncated_in_prompts": sum(
-            truncate_words(a["content"], cfg.get("max_content_words")) != a["content"] for a in kept
+            truncate_words(a["content"], cfg.max_content_words) != a["content"] for a in kept
         ),
         "articles_per_split": {
             name: {"total": len(members), **dict(sorted(Counter(a["type"] for a in members).items()))}

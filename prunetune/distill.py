@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from transformers import AutoConfig, AutoTokenizer, PreTrainedModel
 
 from prunetune.config import PrunetuneError, require
+from prunetune.params import TrainParams
 from prunetune.training import IGNORE_INDEX, HealingTrainer
 
 
@@ -68,37 +69,13 @@ def distillation_loss(
 
 # ---------------------------------------------------------------- params and the teacher
 
-TRAIN_METHODS = ("lora", "kd")
 
-
-def check_kd_params(cfg: dict[str, Any]) -> None:
-    """train.method and, for kd, its teacher and loss knobs (a missing method means lora)."""
-    method = cfg.get("method", "lora")
-    require(method in TRAIN_METHODS, "train.method", f"must be one of {', '.join(TRAIN_METHODS)}; got {method!r}")
-    if method != "kd":
-        return
-    teacher = cfg.get("teacher")
-    require(isinstance(teacher, str) and teacher, "train.teacher", f"must be a model directory, got {teacher!r}")
-    alpha = cfg.get("kd_alpha")
-    require(
-        isinstance(alpha, int | float) and not isinstance(alpha, bool) and 0 <= alpha <= 1,
-        "train.kd_alpha",
-        f"must be a number in [0, 1], got {alpha!r}",
-    )
-    temperature = cfg.get("kd_temperature")
-    require(
-        isinstance(temperature, int | float) and not isinstance(temperature, bool) and temperature > 0,
-        "train.kd_temperature",
-        f"must be a number > 0, got {temperature!r}",
-    )
-
-
-def distillation_teacher(cfg: dict[str, Any], model_meta: dict[str, Any]) -> Path | None:
+def distillation_teacher(cfg: TrainParams, model_meta: dict[str, Any]) -> Path | None:
     """The teacher directory when this model is healed by KD: train.method kd and a pruned model (its meta lists
     removed_layers). An unpruned model has nothing to recover from models/base, so it is healed with plain LoRA."""
-    if cfg.get("method", "lora") != "kd" or not model_meta.get("removed_layers"):
+    if cfg.method != "kd" or not model_meta.get("removed_layers"):
         return None
-    return Path(cfg["teacher"])
+    return Path(cfg.teacher)
 
 
 def load_teacher(teacher_dir: Path, student_tokenizer: Any, student: PreTrainedModel, device: torch.device) -> Any:

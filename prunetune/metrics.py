@@ -223,13 +223,6 @@ class Bootstrap:
         return self.bca if method == "bca" else self.percentile
 
 
-def check_ci_method(cfg: dict[str, Any], section: str) -> None:
-    """The optional ci_method param: percentile (the default) or bca (better coverage on a dozen articles)."""
-    method = cfg.get("ci_method", "percentile")
-    if method not in CI_METHODS:
-        raise PrunetuneError(f"params.yaml: {section}.ci_method must be one of {', '.join(CI_METHODS)}, got {method!r}")
-
-
 def _units(n: int, clusters: Sequence | None) -> list[np.ndarray] | None:
     """The example indices of each resampling unit; None when every example is its own unit."""
     if clusters is None:

@@ -8,10 +8,11 @@ import string
 from pathlib import Path
 from typing import Any
 
-from prunetune.config import PrunetuneError, require_int
+from prunetune.config import PrunetuneError
 from prunetune.data import read_jsonl
 from prunetune.generation import completion_nll, generate_greedy, prompt_ids
-from prunetune.metrics import answer_matches, check_ci_method, mc_letter_match, mean_ci
+from prunetune.metrics import answer_matches, mc_letter_match, mean_ci
+from prunetune.params import QaParams, as_section
 from prunetune.training import IGNORE_INDEX, tokenize_chat
 
 CATEGORIES = ("multiple_choice", "factual")
@@ -140,14 +141,6 @@ def question_messages(item: dict[str, Any]) -> list[dict[str, str]]:
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": text}]
 
 
-def check_qa_params(cfg: dict[str, Any]) -> None:
-    for key in ("max_new_tokens", "batch_size"):
-        require_int(cfg, key, "qa", minimum=1)
-    require_int(cfg, "bootstrap_resamples", "qa", minimum=100)
-    require_int(cfg, "seed", "qa", minimum=0)
-    check_ci_method(cfg, "qa")
-
-
 def split_membership(paths: dict[str, str | Path]) -> dict[str, str]:
     """article_id -> split, read at run time from the split stage's files (each example row has article_id)."""
     membership: dict[str, str] = {}
@@ -197,16 +190,17 @@ def evaluate_qa(
     model: Any,
     tokenizer: Any,
     questions: list[dict[str, Any]],
-    cfg: dict[str, Any],
+    cfg: QaParams | dict[str, Any],
     membership: dict[str, str] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Accuracy (held-out headline), by split, category and difficulty (intervals and counts), one row per question.
 
     membership maps article_id -> split (split_membership); without it every question's split is unknown."""
+    cfg = as_section(QaParams, cfg)
     membership = membership or {}
     prompts = [question_messages(q) for q in questions]
     generated = generate_greedy(
-        model, tokenizer, [prompt_ids(tokenizer, m) for m in prompts], cfg["max_new_tokens"], cfg["batch_size"]
+        model, tokenizer, [prompt_ids(tokenizer, m) for m in prompts], cfg.max_new_tokens, cfg.batch_size
     )
     # scored rows: every option text of an MC question (the gold answer for a factual one), then every MC letter
     candidates = [(qi, text) for qi, q in enumerate(questions) for text in q.get("options") or [q["answer"]]]
@@ -220,7 +214,7 @@ def evaluate_qa(
     for qi, q in enumerate(questions):
         if q["category"] == "multiple_choice":
             rows += letter_rows(tokenizer, prompts[qi], len(q["options"]))
-    scored = completion_nll(model, rows, cfg["batch_size"])
+    scored = completion_nll(model, rows, cfg.batch_size)
     text_scores, letter_scores = scored[: len(candidates)], scored[len(candidates) :]
 
     records = []
@@ -251,22 +245,23 @@ def evaluate_qa(
     return summarize_qa(records, cfg), records
 
 
-def _accuracy_block(records: list[dict[str, Any]], key: str, cfg: dict[str, Any], name: str = "accuracy") -> dict:
+def _accuracy_block(records: list[dict[str, Any]], key: str, cfg: QaParams, name: str = "accuracy") -> dict:
     """Mean of a per-question score with its interval; questions from one article are resampled together."""
     clusters = [r.get("article_id") or f"question:{r['id']}" for r in records]
     mean, ci = mean_ci(
         [float(r[key]) for r in records],
-        n_resamples=cfg["bootstrap_resamples"],
-        seed=cfg["seed"],
+        n_resamples=cfg.bootstrap_resamples,
+        seed=cfg.seed,
         clusters=clusters,
-        method=cfg.get("ci_method", "percentile"),
+        method=cfg.ci_method,
     )
     return {name: mean, f"{name}_ci": ci}
 
 
-def summarize_qa(records: list[dict[str, Any]], cfg: dict[str, Any]) -> dict[str, Any]:
+def summarize_qa(records: list[dict[str, Any]], cfg: QaParams | dict[str, Any]) -> dict[str, Any]:
     """The metrics file: the headline accuracy over the held-out questions (all when none is held out), the
     same over all, the MC scorings side by side, and breakdowns; "scoring" says which number is which."""
+    cfg = as_section(QaParams, cfg)
     held_out = [r for r in records if r.get("split") in HELD_OUT]
     headline = held_out or records
     for record in records:

@@ -2,9 +2,10 @@
 
 from pathlib import Path
 
-from prunetune.config import PrunetuneError, load_params, require, run_stage, section
+from prunetune.config import PrunetuneError, run_stage
 from prunetune.data import read_jsonl, write_json
 from prunetune.models import is_hub_id, load_model, missing_local_dir, resolve_hub_snapshot, save_model
+from prunetune.params import ModelParams, load_section
 from prunetune.tiny import build_tiny_base
 
 OUT_DIR = Path("models/base")
@@ -12,20 +13,15 @@ METRICS = Path("metrics/base.json")
 
 
 def main() -> None:
-    cfg = section(load_params(), "model")
-    name = cfg.get("name")
+    cfg = load_section(ModelParams)
+    name = cfg.name
     if name == "tiny":
-        model, tokenizer, report = build_tiny_base(read_jsonl("data/processed/train.jsonl"), cfg["tiny"])
-        meta = {"source": "tiny", "tiny": cfg["tiny"]}
+        model, tokenizer, report = build_tiny_base(read_jsonl("data/processed/train.jsonl"), cfg.tiny)
+        meta = {"source": "tiny", "tiny": cfg.tiny.to_dict()}
     else:
-        require(
-            isinstance(name, str) and bool(name),
-            "model.name",
-            "must be 'tiny', a hub id or a local directory",
-        )
         if reason := missing_local_dir(name):
             raise PrunetuneError(f"model.name: {name}: local model directory not found ({reason}); fix the path")
-        path, revision = resolve_hub_snapshot(name, cfg.get("revision")) if is_hub_id(name) else (Path(name), None)
+        path, revision = resolve_hub_snapshot(name, cfg.revision) if is_hub_id(name) else (Path(name), None)
         model, tokenizer = load_model(path, param="model.name")
         meta = {"source": name, "revision": revision}
         report = {"source": name, "revision": revision}

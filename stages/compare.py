@@ -3,23 +3,22 @@
 from pathlib import Path
 
 from prunetune.comparison import compare, example_counts, load_inputs, render_markdown, significant_columns
-from prunetune.config import load_params, run_stage, section
+from prunetune.config import run_stage
 from prunetune.data import write_json
-from prunetune.metrics import check_ci_method
+from prunetune.params import EvalParams, load_section
 
 
 def main() -> None:
-    cfg = section(load_params(), "eval")
+    cfg = load_section(EvalParams)
     eval_metrics, qa_metrics, predictions, qa_predictions = load_inputs()
-    check_ci_method(cfg, "eval")
     comparison = compare(
         eval_metrics,
         qa_metrics,
         predictions,
         qa_predictions,
-        cfg["bootstrap_resamples"],
-        cfg["seed"],
-        cfg.get("ci_method", "percentile"),
+        cfg.bootstrap_resamples,
+        cfg.seed,
+        cfg.ci_method,
     )
     write_json(Path("metrics/comparison.json"), comparison)
     report = Path("reports/comparison.md")

@@ -3,22 +3,22 @@
 import sys
 from pathlib import Path
 
-from prunetune.config import PrunetuneError, load_params, run_stage, section
+from prunetune.config import PrunetuneError, run_stage
 from prunetune.data import read_jsonl, write_json, write_jsonl
 from prunetune.efficiency import model_size
-from prunetune.evaluation import check_eval_params, evaluate
+from prunetune.evaluation import evaluate
 from prunetune.metrics import check_bertscore_model
 from prunetune.models import load_model
+from prunetune.params import EvalParams, load_section
 
 
 def main() -> None:
     if len(sys.argv) != 3:
         raise PrunetuneError(f"usage: python {sys.argv[0]} VARIANT MODEL_DIR")
     variant, model_dir = sys.argv[1], Path(sys.argv[2])
-    cfg = section(load_params(), "eval")
-    check_eval_params(cfg)
+    cfg = load_section(EvalParams)
     test_examples = read_jsonl("data/processed/test.jsonl")
-    check_bertscore_model(cfg["bertscore_model"])
+    check_bertscore_model(cfg.bertscore_model)
     model, tokenizer = load_model(model_dir, param=str(model_dir))
     metrics, predictions, counts = evaluate(
         model, tokenizer, test_examples, read_jsonl("data/processed/train.jsonl"), cfg

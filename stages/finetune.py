@@ -9,8 +9,9 @@ import os
 import sys
 from pathlib import Path
 
-from prunetune.config import PrunetuneError, load_params, run_stage, section
+from prunetune.config import PrunetuneError, run_stage
 from prunetune.data import read_jsonl
+from prunetune.params import LoraParams, TrainParams, load_section
 from prunetune.training import finetune
 
 INPUT_MODELS = {"full": Path("models/base"), "pruned": Path("models/pruned")}
@@ -20,15 +21,14 @@ def main() -> None:
     variant = sys.argv[1] if len(sys.argv) > 1 else ""
     if variant not in INPUT_MODELS:
         raise PrunetuneError(f"usage: python stages/finetune.py {'|'.join(INPUT_MODELS)} (got {variant!r})")
-    params = load_params()
-    train_cfg = section(params, "train")
-    processes = train_cfg.get("num_processes", 1)
-    if isinstance(processes, int) and processes > 1 and "LOCAL_RANK" not in os.environ:
+    train_cfg, lora_cfg = load_section(TrainParams), load_section(LoraParams)
+    processes = train_cfg.num_processes
+    if processes > 1 and "LOCAL_RANK" not in os.environ:
         torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
         os.execv(sys.executable, [*torchrun, *sys.argv])
     summary = finetune(
         model_dir=INPUT_MODELS[variant],
-        lora_cfg=section(params, "lora"),
+        lora_cfg=lora_cfg,
         train_cfg=train_cfg,
         train_examples=read_jsonl("data/processed/train.jsonl"),
         val_examples=read_jsonl("data/processed/val.jsonl"),

@@ -3,19 +3,19 @@
 import sys
 from pathlib import Path
 
-from prunetune.config import PrunetuneError, load_params, run_stage, section
+from prunetune.config import PrunetuneError, run_stage
 from prunetune.data import write_json, write_jsonl
 from prunetune.models import load_model
-from prunetune.qa import SPLITS, check_qa_params, evaluate_qa, load_qa, split_membership
+from prunetune.params import QaParams, load_section
+from prunetune.qa import SPLITS, evaluate_qa, load_qa, split_membership
 
 
 def main() -> None:
     if len(sys.argv) != 3:
         raise PrunetuneError(f"usage: python {sys.argv[0]} VARIANT MODEL_DIR")
     variant, model_dir = sys.argv[1], Path(sys.argv[2])
-    cfg = section(load_params(), "qa")
-    check_qa_params(cfg)
-    questions = load_qa(cfg["path"])
+    cfg = load_section(QaParams)
+    questions = load_qa(cfg.path)
     membership = split_membership({split: f"data/processed/{split}.jsonl" for split in SPLITS})
     model, tokenizer = load_model(model_dir, param=str(model_dir))
     metrics, records = evaluate_qa(model, tokenizer, questions, cfg, membership)

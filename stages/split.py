@@ -2,14 +2,15 @@
 
 from pathlib import Path
 
-from prunetune.config import load_params, run_stage, section
+from prunetune.config import run_stage
 from prunetune.data import prepare_corpus, write_json, write_jsonl
+from prunetune.params import DataParams, load_section
 
 OUT_DIR = Path("data/processed")
 
 
 def main() -> None:
-    examples, report = prepare_corpus(section(load_params(), "data"))
+    examples, report = prepare_corpus(load_section(DataParams))
     for split, rows in examples.items():
         write_jsonl(OUT_DIR / f"{split}.jsonl", rows)
     write_json(OUT_DIR / "report.json", report)

@@ -8,10 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from prunetune.comparison import PAIRS, VARIANTS, compare, healing, healing_sentence, render_markdown
 from prunetune.config import PrunetuneError
-from prunetune.metrics import check_ci_method
+from prunetune.params import EvalParams
 from prunetune.plots import layer_rows, training_rows
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -209,7 +210,8 @@ def write_fixture_workspace(path: Path) -> None:
             tsv = path / f"metrics/train/{variant}/plots/metrics/{file}"
             tsv.parent.mkdir(parents=True, exist_ok=True)
             tsv.write_text(f"step\t{column}\n0\t3.0\n2\t2.5\n")
-    (path / "params.yaml").write_text("eval:\n  bootstrap_resamples: 200\n  seed: 0\n")
+    eval_section = {**yaml.safe_load((ROOT / "params.yaml").read_text())["eval"], "bootstrap_resamples": 200}
+    (path / "params.yaml").write_text(yaml.safe_dump({"eval": eval_section}))
 
 
 def test_compare_and_plot_stages_on_a_small_fixture(tmp_path):
@@ -277,4 +279,4 @@ def test_bca_intervals_sit_beside_and_can_be_shown():
     text = render_markdown(comparison, {"summarization": 2, "qa": 3, "articles": 2})
     assert "(bca)" in text and "BCa intervals (bias-corrected and accelerated)" in text
     with pytest.raises(PrunetuneError, match=r"params.yaml: eval.ci_method must be one of percentile, bca"):
-        check_ci_method({"ci_method": "normal"}, "eval")
+        EvalParams.parse({**yaml.safe_load((ROOT / "params.yaml").read_text())["eval"], "ci_method": "normal"})

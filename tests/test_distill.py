@@ -10,6 +10,7 @@ from transformers import AutoModelForCausalLM
 from prunetune.config import PrunetuneError
 from prunetune.distill import distillation_loss, distillation_teacher
 from prunetune.models import read_meta, save_model
+from prunetune.params import TrainParams
 from prunetune.pruning import remove_layers
 from prunetune.training import IGNORE_INDEX, build_dataset, finetune
 
@@ -92,12 +93,14 @@ def test_kd_loss_decreases_over_a_few_steps(tiny_model):
 
 
 def test_only_pruned_models_are_distilled():
-    assert distillation_teacher({**KD_CFG, "teacher": "models/base"}, {"removed_layers": [15]}).as_posix() == (
-        "models/base"
-    )
-    assert distillation_teacher({**KD_CFG, "teacher": "models/base"}, {"source": "tiny"}) is None  # finetune_full
-    assert distillation_teacher({"method": "lora", "teacher": "models/base"}, {"removed_layers": [15]}) is None
-    assert distillation_teacher({}, {"removed_layers": [15]}) is None  # no method: lora
+    def train(**changes):
+        return TrainParams.parse({**TRAIN_TEST_CFG, **changes})
+
+    kd = train(**KD_CFG, teacher="models/base")
+    assert distillation_teacher(kd, {"removed_layers": [15]}).as_posix() == "models/base"
+    assert distillation_teacher(kd, {"source": "tiny"}) is None  # finetune_full
+    assert distillation_teacher(train(method="lora", teacher="models/base"), {"removed_layers": [15]}) is None
+    assert distillation_teacher(train(), {"removed_layers": [15]}) is None  # no method: lora
 
 
 # ---------------------------------------------------------------- a KD run

@@ -10,7 +10,6 @@ from transformers import LlamaForCausalLM
 
 from prunetune.config import PrunetuneError
 from prunetune.efficiency import (
-    check_speed_params,
     decode_step,
     ideal_speedup,
     interquartile_mean,
@@ -39,7 +38,7 @@ def test_summarize_runs_turns_interquartile_means_into_latency_and_throughput():
         "b1": {"m": {"prefill": [0.010, 0.012, 0.5], "decode": [0.02, 0.02, 0.02, 1.0]}},
         "b2": {"m": {"prefill": [0.020], "decode": [0.04, 0.05, 0.04, 0.01]}},
     }
-    speed = summarize_runs(runs, {"batch_size": 2})["m"]
+    speed = summarize_runs(runs)["m"]
     assert speed["prefill_ms_b1"] == pytest.approx(12.0) and speed["prefill_ms_b2"] == pytest.approx(20.0)
     assert speed["decode_tokens_per_s_b1"] == pytest.approx(1 / 0.02)  # the 1 s stall does not count
     assert speed["decode_tokens_per_s_b2"] == pytest.approx(2 / 0.04)  # middle half of 0.01, 0.04, 0.04, 0.05
@@ -91,7 +90,7 @@ def test_pruning_speed_reports_ratios_of_its_own_figures_beside_the_ideal():
 
 def test_speed_params_are_checked_by_name():
     with pytest.raises(PrunetuneError, match="speed.repeats"):
-        check_speed_params({"prompt_tokens": 8, "new_tokens": 2, "batch_size": 2, "repeats": 0})
+        pruning_speed(None, None, {"prompt_tokens": 8, "new_tokens": 2, "batch_size": 2, "repeats": 0})
 
 
 def test_speed_stage_bad_input_gets_one_line(tmp_path):

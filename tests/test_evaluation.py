@@ -27,7 +27,7 @@ EVAL_CFG = {
     "bootstrap_resamples": 200,
     "seed": 0,
 }
-QA_CFG = {"max_new_tokens": 4, "batch_size": 3, "bootstrap_resamples": 200, "seed": 0}
+QA_CFG = {"path": "qa.json", "max_new_tokens": 4, "batch_size": 3, "bootstrap_resamples": 200, "seed": 0}
 
 
 def test_batched_generation_equals_one_at_a_time(tiny_model):
