@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from prunetune.config import PrunetuneError
-from prunetune.data import read_json, read_jsonl
+from prunetune.jsonio import read_json, read_jsonl
 from prunetune.metrics import bootstrap, holm, paired_bootstrap_stat
 
 VARIANTS = ("base_full", "base_pruned", "ft_full", "ft_pruned")

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from prunetune.config import PrunetuneError
-from prunetune.data import read_jsonl
 from prunetune.generation import completion_nll, generate_greedy, prompt_ids
+from prunetune.jsonio import read_jsonl
 from prunetune.metrics import answer_matches, mc_letter_match, mean_ci
 from prunetune.params import QaParams, as_section
 from prunetune.training import IGNORE_INDEX, tokenize_chat

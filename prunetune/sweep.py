@@ -276,7 +276,7 @@ def check_exp_show(exp_show: Any, source: str, command: str = "sweep-report") ->
 
 def read_exp_show_file(path: str | Path, command: str = "sweep-report") -> list[dict[str, Any]]:
     """Saved `dvc exp show --json` output (--from-json), checked; a missing or malformed file is one line."""
-    from prunetune.data import read_json
+    from prunetune.jsonio import read_json
 
     hint = "save it with `dvc exp show --json > FILE`"
     exp_show = read_json(path, missing=f"check the --from-json path ({hint})", damaged=hint)

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from prunetune.config import PrunetuneError, run_stage
-from prunetune.data import read_jsonl, write_json
+from prunetune.jsonio import read_jsonl, write_json
 from prunetune.models import is_hub_id, load_model, missing_local_dir, resolve_hub_snapshot, save_model
 from prunetune.params import ModelParams, load_section
 from prunetune.tiny import build_tiny_base

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from prunetune.comparison import compare, example_counts, load_inputs, render_markdown, significant_columns
 from prunetune.config import run_stage
-from prunetune.data import write_json
+from prunetune.jsonio import write_json
 from prunetune.params import EvalParams, load_section
 
 

@@ -4,9 +4,9 @@ import sys
 from pathlib import Path
 
 from prunetune.config import PrunetuneError, run_stage
-from prunetune.data import read_jsonl, write_json, write_jsonl
 from prunetune.efficiency import model_size
 from prunetune.evaluation import evaluate
+from prunetune.jsonio import read_jsonl, write_json, write_jsonl
 from prunetune.metrics import check_bertscore_model
 from prunetune.models import load_model
 from prunetune.params import EvalParams, load_section

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from prunetune.config import PrunetuneError, run_stage
-from prunetune.data import read_jsonl
+from prunetune.jsonio import read_jsonl
 from prunetune.params import LoraParams, TrainParams, load_section
 from prunetune.training import finetune
 

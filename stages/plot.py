@@ -4,7 +4,7 @@ from pathlib import Path
 
 from prunetune.comparison import VARIANTS
 from prunetune.config import run_stage
-from prunetune.data import read_json
+from prunetune.jsonio import read_json
 from prunetune.plots import (
     TRAIN_TABLES,
     layer_rows,

@@ -5,7 +5,7 @@ from pathlib import Path
 from transformers import AutoConfig
 
 from prunetune.config import run_stage
-from prunetune.data import read_jsonl, write_json
+from prunetune.jsonio import read_jsonl, write_json
 from prunetune.models import check_causal_lm_dir, count_parameters, load_model, read_meta, save_model
 from prunetune.params import PruneParams, load_section
 from prunetune.pruning import (

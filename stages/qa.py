@@ -4,7 +4,7 @@ import sys
 from pathlib import Path
 
 from prunetune.config import PrunetuneError, run_stage
-from prunetune.data import write_json, write_jsonl
+from prunetune.jsonio import write_json, write_jsonl
 from prunetune.models import load_model
 from prunetune.params import QaParams, load_section
 from prunetune.qa import SPLITS, evaluate_qa, load_qa, split_membership

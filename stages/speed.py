@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from prunetune.config import PrunetuneError, run_stage
-from prunetune.data import write_json
 from prunetune.efficiency import pruning_speed
+from prunetune.jsonio import write_json
 from prunetune.models import load_model
 from prunetune.params import SpeedParams, load_section
 

@@ -3,7 +3,8 @@
 from pathlib import Path
 
 from prunetune.config import run_stage
-from prunetune.data import prepare_corpus, write_json, write_jsonl
+from prunetune.data import prepare_corpus
+from prunetune.jsonio import write_json, write_jsonl
 from prunetune.params import DataParams, load_section
 
 OUT_DIR = Path("data/processed")

@@ -9,14 +9,8 @@ import yaml
 from conftest import LORA_TEST_CFG, TINY_TEST_CFG, TRAIN_TEST_CFG, chat_examples, small_llama_config
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from prunetune.bench import (
-    LLAMA_3_2_1B,
-    bench_generation,
-    bench_pruning,
-    bench_training,
-    padding_fraction,
-    training_loaders,
-)
+from prunetune.benchsections import bench_generation, bench_pruning, bench_training, padding_fraction, training_loaders
+from prunetune.benchsetup import LLAMA_3_2_1B
 from prunetune.config import PrunetuneError
 from prunetune.efficiency import flops_per_token, ideal_speedup
 from prunetune.generation import prompt_ids

@@ -17,18 +17,13 @@ from conftest import data_cfg, make_article, write_corpus
 
 import prunetune.collect as collect_module
 from prunetune.cli import main as cli_main
-from prunetune.collect import (
-    FetchError,
-    collect_articles,
-    open_output,
-    parse_detail,
-    parse_html,
-    parse_listing,
-    retry_after_seconds,
-    unknown_types_note,
-)
+from prunetune.collect import collect_articles, open_output, unknown_types_note
 from prunetune.config import PrunetuneError
-from prunetune.data import prepare_corpus, read_articles
+from prunetune.corpus import read_articles
+from prunetune.data import prepare_corpus
+from prunetune.htmltree import parse_html
+from prunetune.politehttp import FetchError, retry_after_seconds
+from prunetune.pressclub import parse_detail, parse_listing
 
 FIXTURES = Path(__file__).parent / "fixtures" / "pressclub"
 TYPES = ["Press Release", "Press Kit", "Speech", "Fact & Figures"]

@@ -5,6 +5,7 @@ import pytest
 from conftest import data_cfg, make_article, write_corpus
 
 from prunetune.config import PrunetuneError
+from prunetune.corpus import read_articles
 from prunetune.data import (
     TASKS,
     article_content,
@@ -14,13 +15,10 @@ from prunetune.data import (
     deduplicate,
     parse_tags,
     prepare_corpus,
-    read_articles,
-    read_json,
-    read_jsonl,
     render_tags,
     split_articles,
-    write_jsonl,
 )
+from prunetune.jsonio import read_json, read_jsonl, write_jsonl
 
 TYPES = ["Press Release", "Press Kit", "Speech", "Fact & Figures"]
 
