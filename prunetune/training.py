@@ -18,15 +18,21 @@ import torch
 from datasets import Dataset
 from peft import LoraConfig
 from transformers import EarlyStoppingCallback, TrainerCallback
-from transformers.integrations import DVCLiveCallback
 from transformers.trainer_utils import get_last_checkpoint
-from trl import SFTConfig, SFTTrainer
+from trl import SFTConfig
 
 from prunetune.config import PrunetuneError, require
+from prunetune.models import load_model, pick_device, read_meta, staged_dir, write_model_files
 from prunetune.params import LoraParams, TrainParams, as_section
-
-IGNORE_INDEX = -100
-
+from prunetune.trainers import (
+    IGNORE_INDEX,
+    DistillationTrainer,
+    DVCLiveStepCallback,
+    ExampleWeightedLoss,
+    HealingTrainer,
+    distillation_teacher,
+    load_teacher,
+)
 
 # ---------------------------------------------------------------- params
 
@@ -63,75 +69,7 @@ def build_dataset(examples: list[dict[str, Any]], tokenizer: Any, max_seq_length
     return Dataset.from_list(rows), too_long
 
 
-# ---------------------------------------------------------------- trainer pieces
-
-
-def per_example_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each example's mean negative log-likelihood over its labelled tokens, and which examples have any."""
-    targets = labels[:, 1:]
-    answer = targets != IGNORE_INDEX
-    token_nll = torch.nn.functional.cross_entropy(
-        logits[:, :-1].float().transpose(1, 2), targets.clamp(min=0), reduction="none"
-    )
-    counts = answer.sum(dim=1)
-    return (token_nll * answer).sum(dim=1) / counts.clamp(min=1), counts > 0
-
-
-class ExampleWeightedLoss:
-    """compute_loss_func that weighs every example equally, whatever its answer's length.
-
-    Per-token averaging lets long answers dominate: in the sample corpus type answers are 4% of the answer tokens,
-    so a short task barely trains. Training: the micro-batch mean divided by the accumulation steps and the
-    processes (the Trainer neither divides nor averages a compute_loss_func's loss: it multiplies by the process
-    count); evaluation (num_items_in_batch None): the plain mean. Builds float logits over the whole vocabulary,
-    so it suits small vocabularies; the real study keeps loss_weighting: token (TRL's fused path)."""
-
-    def __init__(self, accumulation_steps: int, processes: int):
-        self.scale = accumulation_steps * processes
-
-    def __call__(self, outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> torch.Tensor:
-        per_example, has_answer = per_example_nll(outputs.logits, labels)
-        loss = per_example[has_answer].sum() / has_answer.sum().clamp(min=1)
-        return loss if num_items_in_batch is None else loss / self.scale
-
-
-class HealingTrainer(SFTTrainer):
-    """SFTTrainer that stops on a non-finite loss instead of writing a broken model."""
-
-    def training_step(self, model, inputs, num_items_in_batch=None):
-        loss = super().training_step(model, inputs, num_items_in_batch)
-        if not torch.isfinite(loss).all():
-            raise PrunetuneError(
-                f"train: the loss became {loss.item()} at step {self.state.global_step + 1}; no model was written "
-                "(lower train.learning_rate or check the data)"
-            )
-        return loss
-
-
-class DVCLiveStepCallback(DVCLiveCallback):
-    """DVCLiveCallback with clean curve names (train/loss, eval/loss, ...), the trainer's global step on the
-    x axis so train and eval points line up, and the history replayed after a resume so curves stay whole."""
-
-    CURVES = ("loss", "mean_token_accuracy", "entropy", "grad_norm", "learning_rate", "kd_kl", "kd_ce")
-
-    def setup(self, args, state, model):
-        self._initialized = True  # the Live is ours; no params.yaml dump of every TrainingArguments field
-
-    def on_train_begin(self, args, state, control, model=None, **kwargs):
-        if state.is_world_process_zero:
-            for logs in state.log_history:  # non-empty only when resuming
-                self._log(logs["step"], logs)
-
-    def on_log(self, args, state, control, model=None, logs=None, **kwargs):
-        if state.is_world_process_zero:
-            self._log(state.global_step, logs)
-
-    def _log(self, step: int, logs: dict[str, Any]) -> None:
-        self.live.step = step
-        for key, value in logs.items():
-            split, name = ("eval", key[5:]) if key.startswith("eval_") else ("train", key)
-            if name in self.CURVES:
-                self.live.log_metric(f"{split}/{name}", value)
+# ---------------------------------------------------------------- run bookkeeping
 
 
 def run_fingerprint(*parts: Any) -> str:
@@ -240,16 +178,12 @@ def finetune(
     scratch_dir: Path,
 ) -> dict[str, Any] | None:
     """LoRA-heal the model in model_dir; write adapter + merged model and dvclive logs (rank 0). Returns the summary."""
-    from dvclive import Live
-
-    from prunetune.models import load_model, pick_device, read_meta, staged_dir, write_model_files
+    from dvclive import Live  # its import is slow: only when a model is trained
 
     lora_cfg, train_cfg = as_section(LoraParams, lora_cfg), as_section(TrainParams, train_cfg)
     device = pick_device()
     model, tokenizer = load_model(model_dir, device=device, param=str(model_dir))
     lora_cfg.check_targets(linear_module_names(model))
-    from prunetune.distill import DistillationTrainer, distillation_teacher, load_teacher
-
     teacher_dir = distillation_teacher(train_cfg, read_meta(model_dir))  # kd heals pruned models only
     teacher = load_teacher(teacher_dir, tokenizer, model, device) if teacher_dir else None
     max_length = train_cfg.max_seq_length

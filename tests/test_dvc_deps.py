@@ -2,8 +2,8 @@
 module, at any depth) must be a dep, or editing it would not re-run the stage.
 
 The closure is what importing the stage script loads: every import in the script, and the module-level imports
-of each prunetune module reached. An import inside a prunetune function (training.finetune's lazy models and
-distill) loads only when that function runs; a stage that calls one lists those modules by hand (finetune)."""
+of each prunetune module reached. An import inside a prunetune function loads only when that function runs; a
+stage that calls one lists those modules by hand."""
 
 import ast
 from pathlib import Path

@@ -13,7 +13,8 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, ViTConfig
 
 from prunetune.config import PrunetuneError
-from prunetune.training import IGNORE_INDEX, HealingTrainer, build_dataset, finetune, tokenize_chat
+from prunetune.trainers import IGNORE_INDEX, HealingTrainer
+from prunetune.training import build_dataset, finetune, tokenize_chat
 
 ROOT = Path(__file__).resolve().parents[1]
 
