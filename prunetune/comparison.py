@@ -212,13 +212,13 @@ def compare(
     }
 
 
-def load_inputs(root: Path = Path(".")) -> tuple[dict, dict, dict, dict]:
+def load_inputs(eval_dir: Path, qa_dir: Path, predictions_dir: Path) -> tuple[dict, dict, dict, dict]:
     """The eval and QA metrics and predictions of the four variants, as the stages wrote them."""
     return (
-        {v: read_json(root / f"metrics/eval/{v}.json") for v in VARIANTS},
-        {v: read_json(root / f"metrics/qa/{v}.json") for v in VARIANTS},
-        {v: read_jsonl(root / f"predictions/{v}.jsonl") for v in VARIANTS},
-        {v: read_jsonl(root / f"predictions/qa_{v}.jsonl") for v in VARIANTS},
+        {v: read_json(eval_dir / f"{v}.json") for v in VARIANTS},
+        {v: read_json(qa_dir / f"{v}.json") for v in VARIANTS},
+        {v: read_jsonl(predictions_dir / f"{v}.jsonl") for v in VARIANTS},
+        {v: read_jsonl(predictions_dir / f"qa_{v}.jsonl") for v in VARIANTS},
     )
 
 

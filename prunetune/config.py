@@ -72,3 +72,11 @@ def run_stage(main: Callable[[], None]) -> None:
     except PrunetuneError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
+
+
+def stage_args(*names: str) -> list[str]:
+    """The stage's command-line arguments (dvc.yaml's cmd passes every path a stage reads or writes), by name."""
+    args = sys.argv[1:]
+    if len(args) != len(names):
+        raise PrunetuneError(f"usage: python {sys.argv[0]} {' '.join(names)} (as dvc.yaml's cmd gives them)")
+    return args

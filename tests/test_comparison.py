@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import stage_argv
 
 from prunetune.comparison import PAIRS, VARIANTS, compare, healing, healing_sentence, render_markdown
 from prunetune.config import PrunetuneError
@@ -217,9 +218,7 @@ def write_fixture_workspace(path: Path) -> None:
 def test_compare_and_plot_stages_on_a_small_fixture(tmp_path):
     write_fixture_workspace(tmp_path)
     for stage in ("compare", "plot"):
-        result = subprocess.run(
-            [sys.executable, str(ROOT / f"stages/{stage}.py")], cwd=tmp_path, capture_output=True, text=True
-        )
+        result = subprocess.run(stage_argv(stage, sys.executable), cwd=tmp_path, capture_output=True, text=True)
         assert result.returncode == 0, result.stderr[-2000:]
     comparison = json.loads((tmp_path / "metrics/comparison.json").read_text())
     assert comparison["differences"]["ft_pruned-ft_full"]["summarization_rougeL"]["diff"] == pytest.approx(0.25)
@@ -263,11 +262,9 @@ def test_training_rows_line_up_steps_and_leave_gaps_blank(tmp_path):
 
 def test_plot_stage_names_a_missing_metrics_file(tmp_path):
     write_fixture_workspace(tmp_path)
-    subprocess.run([sys.executable, str(ROOT / "stages/compare.py")], cwd=tmp_path, check=True, capture_output=True)
+    subprocess.run(stage_argv("compare", sys.executable), cwd=tmp_path, check=True, capture_output=True)
     (tmp_path / "metrics/qa/ft_pruned.json").unlink()
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "stages/plot.py")], cwd=tmp_path, capture_output=True, text=True
-    )
+    result = subprocess.run(stage_argv("plot", sys.executable), cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("error: metrics/qa/ft_pruned.json: not found")
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import small_llama_config
+from conftest import small_llama_config, stage_argv
 from transformers import LlamaForCausalLM
 
 from prunetune.config import PrunetuneError
@@ -98,7 +98,7 @@ def test_speed_stage_bad_input_gets_one_line(tmp_path):
     (tmp_path / "params.yaml").write_text("speed: {prompt_tokens: 8, new_tokens: 2, batch_size: 2, repeats: 1}\n")
     for args, message in (
         ([], "error: usage: python"),
-        (["base", "models/base", "models/pruned"], "error: models/base: models/base is not a Hugging Face model"),
+        (stage_argv("speed@base", "python")[2:], "error: models/base: models/base is not a Hugging Face model"),
     ):
         result = subprocess.run([sys.executable, str(stage), *args], cwd=tmp_path, capture_output=True, text=True)
         assert result.returncode == 1 and "Traceback" not in result.stderr

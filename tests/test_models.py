@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import stage_argv
 
 from prunetune.config import PrunetuneError
 from prunetune.models import RESTORE, load_model, missing_local_dir
@@ -74,7 +75,7 @@ def test_base_stage_says_the_local_model_dir_is_missing(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     (tmp_path / "models").mkdir()
     result = subprocess.run(
-        [sys.executable, str(ROOT / "stages/base.py")],
+        stage_argv("base", sys.executable),
         cwd=tmp_path,
         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"},
         capture_output=True,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import stage_argv
 
 from prunetune.config import PrunetuneError, load_params
 from prunetune.params import SECTIONS, PruneParams, TrainParams, load_all, load_section
@@ -134,7 +135,7 @@ def test_sections_are_frozen_and_record_as_written():
 def test_a_stage_stops_on_a_typo_with_one_line(tmp_path):
     write_params(tmp_path, with_key("data", "val_fractoin", 0.5))
     result = subprocess.run(
-        [sys.executable, str(ROOT / "stages/split.py")], cwd=tmp_path, capture_output=True, text=True, timeout=120
+        stage_argv("split", sys.executable), cwd=tmp_path, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 1
     assert result.stderr == (

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import stage_argv
 from transformers import AutoConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,7 +108,7 @@ def test_bad_param_fails_with_one_line(repo, tmp_path):
     (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     try:
         result = subprocess.run(
-            [sys.executable, "stages/prune.py"], cwd=path, env=env, capture_output=True, text=True, timeout=300
+            stage_argv("prune", sys.executable), cwd=path, env=env, capture_output=True, text=True, timeout=300
         )
     finally:
         run(["git", "checkout", "params.yaml"], path, env)

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import chat_examples, make_article
+from conftest import chat_examples, make_article, stage_command
 from transformers import AutoModelForCausalLM
 
 from prunetune.config import PrunetuneError
@@ -197,9 +197,10 @@ def test_calibration_texts_are_seeded_train_articles():
 
 
 def test_prune_stage_calibrates_on_the_train_split_only():
+    _, _, base, train_split, *_ = stage_command("prune")
+    assert (base, train_split) == ("models/base", "data/processed/train.jsonl")
     stage = (Path(__file__).resolve().parents[1] / "stages" / "prune.py").read_text()
-    assert "data/processed/train.jsonl" in stage
-    assert "val.jsonl" not in stage and "test.jsonl" not in stage
+    assert "val" not in stage and "test" not in stage
 
 
 def test_too_few_calibration_articles_is_named():
