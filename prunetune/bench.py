@@ -25,6 +25,7 @@ import torch
 from prunetune.benchsections import bench_generation, bench_prompts, bench_pruning, bench_training, training_loaders
 from prunetune.benchsetup import build_models, check_arch, load_splits, peak_flops
 from prunetune.config import PrunetuneError
+from prunetune.models import count_parameters
 from prunetune.params import load_all
 
 # How much work each mode does. `smoke` is a real-size model on a CPU: it checks the command, not the figures.
@@ -106,7 +107,7 @@ def run_bench(
             "device_name": hardware.pop("device_name"),
             "dtype": str(dtype).removeprefix("torch."),
             "threads": torch.get_num_threads(),
-            "params_full": sum(p.numel() for p in {id(p): p for p in full.parameters()}.values()),
+            "params_full": count_parameters(full),
             "versions": {package: version(package) for package in ("torch", "transformers", "trl", "peft")},
         },
         "hardware": hardware,
@@ -150,9 +151,10 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
         (f"pruning: decode tokens/s {b}, full / pruned",
          f"{full[f'decode_tokens_per_s_{b}']:.1f} / {pruned[f'decode_tokens_per_s_{b}']:.1f}"),
         ("pruning: ideal speedup (FLOPs)", f"{prune['ideal_speedup']:.4f}"),
-        (f"pruning: decode speedup b1 / {b}", f"{prune['decode_speedup']:.4f} / {prune['decode_speedup_batched']:.4f}"),
+        (f"pruning: decode speedup b1 / {b}",
+         f"{prune['decode_speedup_b1']:.4f} / {prune[f'decode_speedup_{b}']:.4f}"),
         (f"pruning: decode speedup / ideal, b1 / {b}",
-         f"{prune['decode_vs_ideal']:.3f} / {prune['decode_batched_vs_ideal']:.3f}"),
+         f"{prune['decode_vs_ideal_b1']:.3f} / {prune[f'decode_vs_ideal_{b}']:.3f}"),
         (f"pruning: prefill speedup b1 / {b}",
          f"{prune['prefill_speedup_b1']:.4f} / {prune[f'prefill_speedup_{b}']:.4f}"),
         (f"MFU full model: prefill / decode {b}", f"{mfu[f'full_prefill_{b}']:.2%} / {mfu[f'full_decode_{b}']:.2%}"),

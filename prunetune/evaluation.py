@@ -13,7 +13,7 @@ from prunetune.metrics import (
     bertscore_info,
     bootstrap_ci,
     majority_baseline,
-    mean_ci,
+    mean_with_ci,
     micro_f1,
     normalize_label,
     perplexity,
@@ -23,12 +23,6 @@ from prunetune.metrics import (
 )
 from prunetune.params import EvalParams, as_section
 from prunetune.training import tokenize_chat
-
-
-def _with_ci(name: str, values: list[float], cfg: EvalParams) -> dict[str, Any]:
-    method = cfg.ci_method
-    mean, ci = mean_ci(values, n_resamples=cfg.bootstrap_resamples, seed=cfg.seed, method=method)
-    return {name: mean, f"{name}_ci": ci}
 
 
 def score_task(
@@ -53,7 +47,8 @@ def score_task(
         names = ["accuracy"]
     metrics: dict[str, Any] = {}
     for name in names:
-        metrics.update(_with_ci(name, [scores[name] for scores in per_example], cfg))
+        values = [scores[name] for scores in per_example]
+        metrics.update(mean_with_ci(name, values, cfg.bootstrap_resamples, cfg.seed, cfg.ci_method))
     if task == "tag_extraction":
         metrics["micro_f1"] = micro_f1(predicted, gold)
         metrics["micro_f1_ci"] = bootstrap_ci(

@@ -310,6 +310,19 @@ def mean_ci(
     return float(x.mean()), ci
 
 
+def mean_with_ci(
+    name: str,
+    values: Sequence[float],
+    n_resamples: int,
+    seed: int,
+    method: str = "percentile",
+    clusters: Sequence | None = None,
+) -> dict[str, Any]:
+    """{name: mean, name_ci: [low, high]}: a headline number with its interval, as the metrics files hold it."""
+    mean, ci = mean_ci(values, n_resamples, seed, clusters=clusters, method=method)
+    return {name: mean, f"{name}_ci": ci}
+
+
 def bootstrap_p_value(distribution: Sequence[float] | np.ndarray) -> float:
     """Two-sided p of 'no difference' from a bootstrap distribution of differences: 2·min(P(d ≤ 0), P(d ≥ 0)),
     floored at 1/(B+1) (B resamples cannot show less) and capped at 1."""

@@ -177,6 +177,7 @@ def read_meta(model_dir: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
-def count_parameters(model: torch.nn.Module) -> int:
-    """Unique parameters (tied embedding and head counted once)."""
-    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+def count_parameters(model: torch.nn.Module, only: set[int] | None = None) -> int:
+    """Unique parameters (tied embedding and head counted once); with `only`, those whose id() is in it."""
+    unique = {id(p): p for p in model.parameters()}
+    return sum(p.numel() for key, p in unique.items() if only is None or key in only)

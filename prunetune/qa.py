@@ -11,7 +11,7 @@ from typing import Any
 from prunetune.config import PrunetuneError
 from prunetune.generation import completion_nll, generate_greedy, prompt_ids
 from prunetune.jsonio import read_jsonl
-from prunetune.metrics import answer_matches, mc_letter_match, mean_ci
+from prunetune.metrics import answer_matches, mc_letter_match, mean_with_ci
 from prunetune.params import QaParams, as_section
 from prunetune.training import IGNORE_INDEX, tokenize_chat
 
@@ -248,14 +248,8 @@ def evaluate_qa(
 def _accuracy_block(records: list[dict[str, Any]], key: str, cfg: QaParams, name: str = "accuracy") -> dict:
     """Mean of a per-question score with its interval; questions from one article are resampled together."""
     clusters = [r.get("article_id") or f"question:{r['id']}" for r in records]
-    mean, ci = mean_ci(
-        [float(r[key]) for r in records],
-        n_resamples=cfg.bootstrap_resamples,
-        seed=cfg.seed,
-        clusters=clusters,
-        method=cfg.ci_method,
-    )
-    return {name: mean, f"{name}_ci": ci}
+    values = [float(r[key]) for r in records]
+    return mean_with_ci(name, values, cfg.bootstrap_resamples, cfg.seed, cfg.ci_method, clusters=clusters)
 
 
 def summarize_qa(records: list[dict[str, Any]], cfg: QaParams | dict[str, Any]) -> dict[str, Any]:

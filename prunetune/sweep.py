@@ -37,7 +37,7 @@ COLUMNS = (
     "healing",
     "layers",
     "params",
-    "decode_speedup",
+    "decode_speedup_b1",
     "ideal_speedup",
 )
 
@@ -89,7 +89,7 @@ def _row(
         "healing": _lookup(params, "train.method") or "lora",
         "layers": (None if unpruned else prune.get("layers_after")) or efficiency.get("layers"),
         "params": (None if unpruned else prune.get("params_after")) or efficiency.get("params"),
-        "decode_speedup": (1.0 if unpruned else speed.get("decode_speedup_b1")) if speed else None,
+        "decode_speedup_b1": (1.0 if unpruned else speed.get("decode_speedup_b1")) if speed else None,
         "ideal_speedup": (1.0 if unpruned else speed.get("ideal_speedup")) if speed else None,  # FLOP ratio
     }
     if row["method"] == "last":
@@ -148,7 +148,7 @@ def pareto_mask(costs: list[float], qualities: list[float]) -> list[bool]:
 def mark_pareto(rows: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
     """pareto_params and pareto_speed flags: on the front of (fewer parameters | faster decoding, better quality)."""
     sign = -1 if lower_is_better(metric) else 1
-    for axis, column, cost_sign in (("params", "pareto_params", 1), ("decode_speedup", "pareto_speed", -1)):
+    for axis, column, cost_sign in (("params", "pareto_params", 1), ("decode_speedup_b1", "pareto_speed", -1)):
         usable = [r for r in rows if isinstance(r.get(axis), int | float) and isinstance(r.get(metric), int | float)]
         flags = pareto_mask([cost_sign * r[axis] for r in usable], [sign * r[metric] for r in usable])
         for row in rows:
@@ -204,7 +204,7 @@ def draw_pareto(rows: list[dict[str, Any]], metric: str, out_path: Path) -> Path
     # where: the step holds the best quality reachable within a size budget (post) or above a speed floor (pre)
     panels = (
         (axes[0], "params", "pareto_params", "parameters", "post"),
-        (axes[1], "decode_speedup", "pareto_speed", "decode speedup over the unpruned model (batch 1)", "pre"),
+        (axes[1], "decode_speedup_b1", "pareto_speed", "decode speedup over the unpruned model (batch 1)", "pre"),
     )
     for axis, x_key, front_key, x_label, where in panels:
         usable = [r for r in rows if isinstance(r.get(x_key), int | float) and isinstance(r.get(metric), int | float)]

@@ -63,7 +63,7 @@ def test_bench_sections_on_a_small_model(tiny_model):
     assert pruning["ideal_speedup"] == pytest.approx(
         flops_per_token(model.config, context) / flops_per_token(pruned.config, context)
     )
-    for key in ("decode_speedup", "decode_speedup_batched", "prefill_speedup_b1", "decode_vs_ideal", "mfu"):
+    for key in ("decode_speedup_b1", "decode_speedup_b2", "prefill_speedup_b1", "decode_vs_ideal_b2", "mfu"):
         assert key in pruning
     assert pruning["layers_full"] == 4 and pruning["layers_pruned"] == 3
 
@@ -96,7 +96,7 @@ def test_bench_command_builds_what_it_needs_and_writes_the_json(tmp_path, monkey
     assert result["generation"]["outputs_identical"] is True
     for section, key in [
         ("generation", "batched_vs_sequential_speedup"),
-        ("pruning", "decode_speedup"),
+        ("pruning", "decode_speedup_b1"),
         ("pruning", "ideal_speedup"),
         ("training", "padding_fraction"),
         ("training", "tokens_per_s"),

@@ -204,7 +204,7 @@ def write_fixture_workspace(path: Path) -> None:
         speed = {"batch_size": 8, "ideal_speedup": 1.05, "full": {"decode_tokens_per_s_b1": 100.0,
                  "decode_tokens_per_s_b8": 800.0}, "pruned": {"decode_tokens_per_s_b1": 104.0,
                  "decode_tokens_per_s_b8": pruned_b8}}  # fmt: skip
-        speed.update(decode_speedup_b1=1.04, decode_speedup_b8=pruned_b8 / 800, decode_speedup_batched=pruned_b8 / 800)
+        speed.update(decode_speedup_b1=1.04, decode_speedup_b8=pruned_b8 / 800)
         (path / f"metrics/speed/{pair}.json").write_text(json.dumps(speed))
     for variant in ("full", "pruned"):
         for file, column in (("train/loss.tsv", "loss"), ("eval/loss.tsv", "loss")):

@@ -67,12 +67,12 @@ def test_exp_show_json_becomes_one_row_per_finished_experiment():
     rows = experiment_rows(fake_exp_show())
     assert [r["experiment"] for r in rows] == ["bi-2", "ang-4", "main", "ft_full (unpruned)"]
     bi, ang, main_row, full = rows
-    assert (bi["method"], bi["n_layers"], bi["layers"], bi["params"], bi["decode_speedup"]) == (
+    assert (bi["method"], bi["n_layers"], bi["layers"], bi["params"], bi["decode_speedup_b1"]) == (
         "block_influence", 2, 14, 900, 1.20,
     )  # fmt: skip
     assert ang["rev"] == "ccccccc" and main_row["method"] == "last" and main_row["n_layers"] == 1
     assert (full["variant"], full["method"], full["params"], full["layers"]) == ("ft_full", "none", 1000, 16)
-    assert full["decode_speedup"] == 1.0  # the reference of every pruned row's paired speedup
+    assert full["decode_speedup_b1"] == 1.0  # the reference of every pruned row's paired speedup
     assert bi["ideal_speedup"] == pytest.approx(16 / 14) and full["ideal_speedup"] == 1.0
     assert all(r["healing"] == "lora" for r in rows)
 
