@@ -15,7 +15,7 @@ import numpy as np
 
 from prunetune.config import PrunetuneError
 from prunetune.jsonio import read_json, read_jsonl
-from prunetune.metrics import bootstrap, holm, paired_bootstrap_diff, paired_bootstrap_stat
+from prunetune.stats import bootstrap, holm, paired_bootstrap_diff, paired_bootstrap_stat
 
 VARIANTS = ("base_full", "base_pruned", "ft_full", "ft_pruned")
 # (column key, heading, task, per-example score); the reference study's table, generation tasks first

@@ -11,17 +11,14 @@ from prunetune.generation import completion_nll, generate_greedy, prompt_ids
 from prunetune.metrics import (
     bertscore_f1,
     bertscore_info,
-    bootstrap_ci,
     majority_baseline,
-    mean_with_ci,
     micro_f1,
     normalize_label,
-    perplexity,
-    perplexity_ci,
     rouge_scores,
     tag_scores,
 )
 from prunetune.params import EvalParams, as_section
+from prunetune.stats import bootstrap_ci, mean_with_ci, perplexity, perplexity_ci
 from prunetune.training import tokenize_chat
 
 

@@ -11,8 +11,9 @@ from typing import Any
 from prunetune.config import PrunetuneError
 from prunetune.generation import completion_nll, generate_greedy, prompt_ids
 from prunetune.jsonio import read_jsonl
-from prunetune.metrics import answer_matches, mc_letter_match, mean_with_ci
+from prunetune.metrics import answer_matches, mc_letter_match
 from prunetune.params import QaParams, as_section
+from prunetune.stats import mean_with_ci
 from prunetune.training import IGNORE_INDEX, tokenize_chat
 
 CATEGORIES = ("multiple_choice", "factual")
