@@ -85,3 +85,11 @@ def test_no_module_writes_private_trainer_state():
     for module in MODULES:
         text = (ROOT / "prunetune" / f"{module}.py").read_text(encoding="utf-8")
         assert not private.search(text), f"prunetune/{module}.py: {private.search(text).group()}"
+
+
+def test_the_architecture_doc_maps_every_module():
+    doc = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    table = doc[doc.index("## Module map") : doc.index("## Data contract")]
+    mapped = set(re.findall(r"`(\w+)`", "\n".join(line.split("|")[1] for line in table.splitlines() if "|" in line)))
+    assert mapped >= set(MODULES), set(MODULES) - mapped
+    assert mapped <= set(MODULES) | {"module"}, mapped - set(MODULES)
