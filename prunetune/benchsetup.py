@@ -91,6 +91,7 @@ def _removed_layers(params: dict[str, Any], num_layers: int) -> list[int]:
     prune = params["prune"]
     if prune.method in MEASURED_METHODS:  # needs a calibration pass: the bench drops the last layer instead
         prune = replace(prune, method="last")
+    prune.check_layers(num_layers)
     return resolve_removed_layers(prune, num_layers)
 
 

@@ -183,7 +183,7 @@ class DataParams(Section):
     hub_dataset: str | None = key(None, expect=HUB_DATASET)
     on_error: Literal["fail", "skip"] = key("fail")
     types: tuple[str, ...] = key(min_items=1)
-    exclude_types: tuple[str, ...] = key(())
+    exclude_types: tuple[str, ...] | None = key(())  # null: none
     val_fraction: float = key(ge=0, lt=1)
     test_fraction: float = key(ge=0, lt=1)
     max_content_words: int | None = key(None, ge=1)
@@ -194,7 +194,7 @@ class DataParams(Section):
         hub = self.hub_dataset
         if hub is not None and (hub.strip() != hub or " " in hub):
             raise Invalid("hub_dataset", f"must be {HUB_DATASET}, got {hub!r}")
-        unknown = [t for t in self.exclude_types if t not in self.types]
+        unknown = [t for t in self.exclude_types or () if t not in self.types]
         if unknown:
             raise Invalid("exclude_types", f"names types not in data.types: {unknown}")
         if self.val_fraction + self.test_fraction >= 1:

@@ -144,9 +144,9 @@ def measure_layers(
 def resolve_removed_layers(
     cfg: PruneParams | dict[str, Any], num_layers: int, stats: LayerStats | None = None
 ) -> list[int]:
-    """The layer indices prune.* asks to remove; the measured methods choose from `stats`."""
+    """The layer indices prune.* asks to remove (checked against num_layers by PruneParams.check_layers, which the
+    prune stage runs before loading the model); the measured methods choose from `stats`."""
     cfg = as_section(PruneParams, cfg)
-    cfg.check_layers(num_layers)
     method = cfg.method
     if method == "last":
         return [num_layers - 1]

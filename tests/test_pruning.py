@@ -101,7 +101,7 @@ def test_resolve_removed_layers(cfg, expected):
 )
 def test_invalid_prune_params_are_named(cfg, param):
     with pytest.raises(PrunetuneError, match=param):
-        resolve_removed_layers({**CALIBRATION, **cfg}, 16)
+        PruneParams.parse({**CALIBRATION, **cfg}).check_layers(16)
 
 
 # ---------------------------------------------------------------- measured methods
