@@ -26,8 +26,9 @@ def collect(args: argparse.Namespace) -> None:
     """Collect BMW PressClub articles into a JSONL corpus; a stop or Ctrl-C loses nothing, a rerun resumes."""
     import sys
 
-    from prunetune.collect import DEFAULT_BASE_URL, collect_articles, unknown_types_note
+    from prunetune.collect import collect_articles, unknown_types_note
     from prunetune.config import PrunetuneError
+    from prunetune.pressclub import DEFAULT_BASE_URL
 
     try:
         report = collect_articles(
@@ -59,13 +60,12 @@ def collect(args: argparse.Namespace) -> None:
 def sweep_report(args: argparse.Namespace) -> None:
     """Quality against parameters and decode speed over the DVC experiments: a Pareto plot and its table."""
     from prunetune.config import run_stage
-    from prunetune.data import read_json
-    from prunetune.sweep import read_experiments
+    from prunetune.sweep import read_exp_show_file, read_experiments
     from prunetune.sweep import sweep_report as write_report
 
     def report() -> None:
         if args.from_json:
-            exp_show = read_json(args.from_json)
+            exp_show = read_exp_show_file(args.from_json)
         else:
             exp_show = read_experiments(all_commits=args.all_commits)
         for kind, path in write_report(exp_show, Path(args.out), args.variant, args.metric).items():
@@ -77,12 +77,14 @@ def sweep_report(args: argparse.Namespace) -> None:
 def seed_report(args: argparse.Namespace) -> None:
     """Several seeds' DVC experiments pooled: each paired difference with its between-seed spread."""
     from prunetune.config import run_stage
-    from prunetune.data import read_json
     from prunetune.seeds import seed_report as write_report
-    from prunetune.sweep import read_experiments
+    from prunetune.sweep import read_exp_show_file, read_experiments
 
     def report() -> None:
-        exp_show = read_json(args.from_json) if args.from_json else read_experiments(args.all_commits, "seed-report")
+        if args.from_json:
+            exp_show = read_exp_show_file(args.from_json, "seed-report")
+        else:
+            exp_show = read_experiments(args.all_commits, "seed-report")
         for kind, path in write_report(exp_show, Path(args.out), args.experiments or None).items():
             print(f"{kind:<9}{path}")
 
@@ -147,14 +149,19 @@ def plots_template(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from prunetune.politehttp import DEFAULTS
+    from prunetune.pressclub import DEFAULT_BASE_URL
+
     parser = argparse.ArgumentParser(prog="prunetune", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("info", help="versions and the device the pipeline will use").set_defaults(run=info)
     gather = commands.add_parser("collect", help="collect BMW PressClub articles into a JSONL corpus (resumable)")
-    gather.add_argument("--base-url", help="the PressClub site (default: https://www.press.bmwgroup.com)")
+    gather.add_argument("--base-url", help=f"the PressClub site (default: {DEFAULT_BASE_URL})")
     gather.add_argument("--limit", type=int, required=True, help="stop once --out holds this many articles")
     gather.add_argument("--out", type=Path, required=True, help="JSONL file; articles already in it are skipped")
-    gather.add_argument("--delay", type=float, default=1.5, help="seconds between requests (default: 1.5)")
+    gather.add_argument(
+        "--delay", type=float, default=DEFAULTS.delay, help="seconds between requests (default: %(default)s)"
+    )
     gather.add_argument(
         "--details",
         action=argparse.BooleanOptionalAction,
@@ -162,8 +169,12 @@ def main(argv: list[str] | None = None) -> None:
         help="fetch each article's page for its text (default); --no-details uses the listing summary as content, "
         "one request per listing page, which makes summarization trivial: for a quick look only",
     )
-    gather.add_argument("--timeout", type=float, default=20.0, help="seconds per request (default: 20)")
-    gather.add_argument("--retries", type=int, default=4, help="retries per request, with backoff (default: 4)")
+    gather.add_argument(
+        "--timeout", type=float, default=DEFAULTS.timeout, help="seconds per request (default: %(default)s)"
+    )
+    gather.add_argument(
+        "--retries", type=int, default=DEFAULTS.retries, help="retries per request, with backoff (default: %(default)s)"
+    )
     gather.set_defaults(run=collect)
     sweep = commands.add_parser("sweep-report", help="Pareto plot and table of a pruning sweep's DVC experiments")
     sweep.add_argument("--out", default="reports/sweep", help="directory for sweep.png/.csv/.md (default: %(default)s)")

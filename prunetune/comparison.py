@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from prunetune.config import PrunetuneError
-from prunetune.data import read_json, read_jsonl
-from prunetune.metrics import bootstrap, holm, paired_bootstrap_stat
+from prunetune.jsonio import read_json, read_jsonl
+from prunetune.stats import bootstrap, holm, paired_bootstrap_diff, paired_bootstrap_stat
 
 VARIANTS = ("base_full", "base_pruned", "ft_full", "ft_pruned")
 # (column key, heading, task, per-example score); the reference study's table, generation tasks first
@@ -46,15 +46,6 @@ def _paired(a: dict[tuple, Any], b: dict[tuple, Any], sources: tuple[str, str]) 
             "re-run both eval stages on the same test split"
         )
     return sorted(a)
-
-
-def _mean_difference(
-    a: list[float], b: list[float], clusters: list[str], n_resamples: int, seed: int
-) -> dict[str, Any]:
-    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return paired_bootstrap_stat(
-        len(x), lambda idx: x[idx].mean(), lambda idx: y[idx].mean(), n_resamples, seed, clusters=clusters
-    )
 
 
 def _perplexity(nll: np.ndarray, tokens: np.ndarray) -> Any:
@@ -168,12 +159,12 @@ def compare(
         pair: dict[str, Any] = {}
         for column, _, task, score in TASK_COLUMNS:
             task_keys = [k for k in keys if k[0] == task]
-            pair[column] = _mean_difference(
+            pair[column] = paired_bootstrap_diff(
                 [rows[a][k]["scores"][score] for k in task_keys],
                 [rows[b][k]["scores"][score] for k in task_keys],
-                [k[1] for k in task_keys],
                 n_resamples,
                 seed,
+                clusters=[k[1] for k in task_keys],
             )
         pair["perplexity"] = _perplexity_difference(
             ([rows[a][k]["nll_sum"] for k in keys], [rows[a][k]["answer_tokens"] for k in keys]),
@@ -183,12 +174,12 @@ def compare(
             seed,
         )
         qa_keys = _paired(qa_rows[a], qa_rows[b], (f"predictions/qa_{a}.jsonl", f"predictions/qa_{b}.jsonl"))
-        pair["qa_accuracy"] = _mean_difference(
+        pair["qa_accuracy"] = paired_bootstrap_diff(
             [float(qa_rows[a][k]["correct"]) for k in qa_keys],
             [float(qa_rows[b][k]["correct"]) for k in qa_keys],
-            _qa_clusters(qa_rows[a], qa_keys),
             n_resamples,
             seed,
+            clusters=_qa_clusters(qa_rows[a], qa_keys),
         )
         differences[f"{a}-{b}"] = pair
     _apply_holm(differences)
@@ -212,13 +203,13 @@ def compare(
     }
 
 
-def load_inputs(root: Path = Path(".")) -> tuple[dict, dict, dict, dict]:
+def load_inputs(eval_dir: Path, qa_dir: Path, predictions_dir: Path) -> tuple[dict, dict, dict, dict]:
     """The eval and QA metrics and predictions of the four variants, as the stages wrote them."""
     return (
-        {v: read_json(root / f"metrics/eval/{v}.json") for v in VARIANTS},
-        {v: read_json(root / f"metrics/qa/{v}.json") for v in VARIANTS},
-        {v: read_jsonl(root / f"predictions/{v}.jsonl") for v in VARIANTS},
-        {v: read_jsonl(root / f"predictions/qa_{v}.jsonl") for v in VARIANTS},
+        {v: read_json(eval_dir / f"{v}.json") for v in VARIANTS},
+        {v: read_json(qa_dir / f"{v}.json") for v in VARIANTS},
+        {v: read_jsonl(predictions_dir / f"{v}.jsonl") for v in VARIANTS},
+        {v: read_jsonl(predictions_dir / f"qa_{v}.jsonl") for v in VARIANTS},
     )
 
 

@@ -1,4 +1,6 @@
-"""params.yaml access, parameter checks and the one-line error every stage ends with on bad input."""
+"""The one-line error every stage ends with on bad input, and params.yaml read with duplicate keys refused.
+
+The sections' types and ranges are in params.py."""
 
 from __future__ import annotations
 
@@ -16,12 +18,40 @@ class PrunetuneError(Exception):
     """Bad input or params: the message names the file, item or param and what to do."""
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that refuses a key written twice in one mapping (plain YAML lets the last one silently win)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise PrunetuneError(
+                    f"{self.name}:{line}: key {key!r} is written twice (first on line {seen[key]}); YAML would "
+                    "silently keep the last: keep one"
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(path: str | Path) -> Any:
+    """A YAML file parsed with duplicate keys refused; errors name the file."""
+    path = Path(path)
+    loader = _UniqueKeyLoader(path.read_text(encoding="utf-8"))
+    loader.name = str(path)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def load_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise PrunetuneError(f"{path}: not found; run the stage from the repository root")
     try:
-        params = yaml.safe_load(path.read_text(encoding="utf-8"))
+        params = load_yaml(path)
     except yaml.YAMLError as err:
         raise PrunetuneError(f"{path}: not valid YAML ({err.__class__.__name__}: {err})") from None
     if not isinstance(params, dict):
@@ -29,39 +59,10 @@ def load_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
     return params
 
 
-def section(params: dict[str, Any], name: str) -> dict[str, Any]:
-    value = params.get(name)
-    if not isinstance(value, dict):
-        raise PrunetuneError(f"params.yaml: section '{name}' is missing or not a mapping")
-    return value
-
-
 def require(condition: bool, param: str, problem: str) -> None:
     """Fail with a message naming the param, before any work is spent."""
     if not condition:
         raise PrunetuneError(f"params.yaml: {param} {problem}")
-
-
-def require_int(cfg: dict[str, Any], key: str, prefix: str, minimum: int | None = None) -> int:
-    value = cfg.get(key)
-    require(
-        isinstance(value, int) and not isinstance(value, bool),
-        f"{prefix}.{key}",
-        f"must be an integer, got {value!r}",
-    )
-    if minimum is not None:
-        require(value >= minimum, f"{prefix}.{key}", f"must be >= {minimum}, got {value}")
-    return value
-
-
-def require_fraction(cfg: dict[str, Any], key: str, prefix: str) -> float:
-    value = cfg.get(key)
-    require(
-        isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 1,
-        f"{prefix}.{key}",
-        f"must be a number in [0, 1), got {value!r}",
-    )
-    return float(value)
 
 
 def run_stage(main: Callable[[], None]) -> None:
@@ -71,3 +72,11 @@ def run_stage(main: Callable[[], None]) -> None:
     except PrunetuneError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
+
+
+def stage_args(*names: str) -> list[str]:
+    """The stage's command-line arguments (dvc.yaml's cmd passes every path a stage reads or writes), by name."""
+    args = sys.argv[1:]
+    if len(args) != len(names):
+        raise PrunetuneError(f"usage: python {sys.argv[0]} {' '.join(names)} (as dvc.yaml's cmd gives them)")
+    return args

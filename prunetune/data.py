@@ -3,31 +3,17 @@
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import random
 import re
-import socket
 from collections import Counter
-from dataclasses import dataclass, field
-from datetime import datetime
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-from prunetune.config import PrunetuneError, require, require_fraction, require_int
+from prunetune.config import PrunetuneError
+from prunetune.corpus import load_corpus
 from prunetune.dedup import deduplicate
+from prunetune.params import DataParams, as_section
 
 TASKS = ("summarization", "title_generation", "tag_extraction", "type_classification")
-ARTICLE_FIELDS: dict[str, type] = {
-    "title": str,
-    "date": str,
-    "type": str,
-    "summary": str,
-    "tags": list,
-    "url": str,
-    "content": str,
-}
 TAG_SEPARATOR = " | "  # "|" may not occur inside a tag (checked on load), so tags parse back whole
 SYSTEM_PROMPT = "You are an assistant for BMW Group press articles. Answer with the requested text only."
 TASK_INSTRUCTIONS = {
@@ -48,143 +34,6 @@ def render_tags(tags: list[str]) -> str:
 def parse_tags(text: str) -> list[str]:
     """Inverse of render_tags; tolerant of spacing around the separator, drops empty pieces."""
     return [tag.strip() for tag in text.split("|") if tag.strip()]
-
-
-# ---------------------------------------------------------------- loading and validation
-
-
-@dataclass
-class LoadResult:
-    articles: list[dict[str, Any]]
-    lines: int = 0
-    blank_lines: int = 0
-    invalid: list[dict[str, Any]] = field(default_factory=list)  # {"line", "problem"}, on_error=skip
-
-
-def validate_article(record: Any, known_types: list[str]) -> str | None:
-    """The first problem with one parsed line, or None when it satisfies the data contract."""
-    if not isinstance(record, dict):
-        return f"expected a JSON object, got {type(record).__name__}"
-    for name, kind in ARTICLE_FIELDS.items():
-        if name not in record:
-            return f"missing field '{name}'"
-        if not isinstance(record[name], kind):
-            return f"field '{name}' must be a {kind.__name__}, got {type(record[name]).__name__}"
-    for name in ("title", "content", "type"):
-        if not record[name].strip():
-            return f"field '{name}' is empty"
-    try:
-        datetime.strptime(record["date"], "%d.%m.%Y")
-    except ValueError:
-        return f"field 'date' must be DD.MM.YYYY, got {record['date']!r}"
-    if record["type"] not in known_types:
-        return f"unknown type {record['type']!r} (known: {', '.join(known_types)}; add it to data.types)"
-    for tag in record["tags"]:
-        if not isinstance(tag, str) or not tag.strip():
-            return f"field 'tags' must hold non-empty strings, got {tag!r}"
-        if "|" in tag:
-            return f"tag {tag!r} contains '|', the tag separator"
-    return None
-
-
-def read_articles(path: str | Path, known_types: list[str], on_error: str = "fail") -> LoadResult:
-    """Read a JSONL corpus; on_error='fail' stops at the first bad line, 'skip' drops and records it."""
-    if on_error not in ("fail", "skip"):
-        raise PrunetuneError(f"params.yaml: data.on_error must be 'fail' or 'skip', got {on_error!r}")
-    path = Path(path)
-    if not path.is_file():
-        raise PrunetuneError(f"{path}: corpus file not found (data.source)")
-    raw_lines = path.read_bytes().split(b"\n")
-    if raw_lines and not raw_lines[-1]:
-        raw_lines.pop()  # the newline that ends the file
-    result = LoadResult(articles=[], lines=len(raw_lines))
-    for number, raw in enumerate(raw_lines, start=1):
-        if not raw.strip():
-            result.blank_lines += 1
-            continue
-        problem = None
-        try:
-            record = json.loads(raw.decode("utf-8"))
-            problem = validate_article(record, known_types)
-        except UnicodeDecodeError as err:
-            problem = f"not valid UTF-8 (byte 0x{raw[err.start]:02x} at position {err.start})"
-        except json.JSONDecodeError as err:
-            problem = f"malformed JSON ({err.msg} at column {err.colno})"
-        if problem is None:
-            result.articles.append({**record, "line": number})
-        elif on_error == "fail":
-            raise PrunetuneError(f"{path}:{number}: {problem} (fix the line, or set data.on_error: skip)")
-        else:
-            result.invalid.append({"line": number, "problem": problem})
-    return result
-
-
-def _hub_offline_mode() -> bool:
-    flags = (os.environ.get(name, "").strip().lower() for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
-    return any(flag in ("1", "true", "yes", "on") for flag in flags)
-
-
-def _hub_unreachable(timeout: float = 5.0) -> str | None:
-    """Why the hub cannot be reached, or None: `datasets` itself retries for half a minute before saying so."""
-    endpoint = urlsplit(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    host, port = endpoint.hostname or "", endpoint.port or (443 if endpoint.scheme == "https" else 80)
-    try:
-        socket.create_connection((host, port), timeout=timeout).close()
-    except OSError as err:
-        return f"{host}:{port} unreachable ({err.strerror or err})"
-    return None
-
-
-def read_hub_articles(spec: str, known_types: list[str], on_error: str = "fail") -> tuple[LoadResult, str]:
-    """Load data.hub_dataset ('owner/name' or 'owner/name@revision', all splits) and validate it like a JSONL file.
-
-    Returns the articles and the source as recorded in the report, pinned to the commit the hub resolved.
-    """
-    if on_error not in ("fail", "skip"):
-        raise PrunetuneError(f"params.yaml: data.on_error must be 'fail' or 'skip', got {on_error!r}")
-    name, _, revision = spec.partition("@")
-    what = f"params.yaml: data.hub_dataset {spec!r}"
-    offline = _hub_offline_mode()
-    if not offline and (reason := _hub_unreachable()):
-        raise PrunetuneError(
-            f"{what}: the Hugging Face hub is not reachable ({reason}); go online, set HF_HUB_OFFLINE=1 to use "
-            "a cached copy, or collect a local JSONL (prunetune collect) and set data.source to it"
-        )
-    try:
-        if not offline:
-            from huggingface_hub import HfApi
-
-            revision = HfApi().dataset_info(name, revision=revision or None).sha or revision
-        from datasets import load_dataset
-
-        loaded = load_dataset(name, revision=revision or None)
-    except Exception as err:  # whatever went wrong (network, id, revision, format): one line naming the param
-        first_line = (str(err).strip().splitlines() or [""])[0][:300]
-        raise PrunetuneError(f"{what}: could not load it ({type(err).__name__}: {first_line})") from None
-    source = f"hf:{name}" + (f"@{revision}" if revision else "")
-    splits = [loaded[split] for split in sorted(loaded)] if hasattr(loaded, "keys") else [loaded]
-    result = LoadResult(articles=[])
-    for split in splits:
-        for row in split:
-            result.lines += 1
-            problem = validate_article(dict(row), known_types)
-            if problem is None:
-                result.articles.append({**row, "line": result.lines})
-            elif on_error == "fail":
-                raise PrunetuneError(
-                    f"{source} row {result.lines}: {problem} (fix the dataset, or set data.on_error: skip)"
-                )
-            else:
-                result.invalid.append({"line": result.lines, "problem": problem})
-    return result, source
-
-
-def load_corpus(cfg: dict[str, Any]) -> tuple[LoadResult, str]:
-    """The articles of data.hub_dataset when set, else of the JSONL file data.source, and where they came from."""
-    on_error = cfg.get("on_error", "fail")
-    if cfg.get("hub_dataset"):
-        return read_hub_articles(cfg["hub_dataset"], cfg["types"], on_error)
-    return read_articles(cfg["source"], cfg["types"], on_error), str(cfg["source"])
 
 
 # ---------------------------------------------------------------- cleaning
@@ -333,73 +182,14 @@ def article_texts(examples: list[dict[str, Any]]) -> list[str]:
     ]
 
 
-def write_jsonl(path: str | Path, records: list[dict[str, Any]]) -> None:
-    """Byte-stable JSONL: the same records always give the same file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8", newline="\n") as out:
-        for record in records:
-            out.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
-
-
-def write_json(path: str | Path, payload: dict[str, Any]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    path = Path(path)
-    if not path.is_file():
-        raise PrunetuneError(f"{path}: not found; run the stage that writes it first (dvc repro)")
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def read_json(path: str | Path) -> Any:
-    path = Path(path)
-    if not path.is_file():
-        raise PrunetuneError(f"{path}: not found; run the stage that writes it first (dvc repro)")
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
 # ---------------------------------------------------------------- the whole split stage
 
 
-def check_data_params(cfg: dict[str, Any]) -> None:
-    require(isinstance(cfg.get("source"), str) and cfg["source"], "data.source", "must be a path to a JSONL file")
-    hub = cfg.get("hub_dataset")
-    require(
-        hub is None or (isinstance(hub, str) and hub.strip() == hub and hub and " " not in hub),
-        "data.hub_dataset",
-        f"must be null or a hub dataset id such as 'owner/name' or 'owner/name@revision', got {hub!r}",
-    )
-    require(
-        isinstance(cfg.get("types"), list) and all(isinstance(t, str) for t in cfg["types"]) and cfg["types"],
-        "data.types",
-        "must be a non-empty list of article types",
-    )
-    excluded = cfg.get("exclude_types") or []
-    require(isinstance(excluded, list), "data.exclude_types", "must be a list of types")
-    unknown = [t for t in excluded if t not in cfg["types"]]
-    require(not unknown, "data.exclude_types", f"names types not in data.types: {unknown}")
-    val, test = require_fraction(cfg, "val_fraction", "data"), require_fraction(cfg, "test_fraction", "data")
-    require(val + test < 1, "data.val_fraction + data.test_fraction", "must leave articles for training")
-    threshold = cfg.get("near_duplicate_jaccard")
-    require(
-        isinstance(threshold, int | float) and 0 < threshold <= 1,
-        "data.near_duplicate_jaccard",
-        f"must be in (0, 1], got {threshold!r}",
-    )
-    require_int(cfg, "seed", "data")
-    if cfg.get("max_content_words") is not None:
-        require_int(cfg, "max_content_words", "data", minimum=1)
-
-
-def prepare_corpus(cfg: dict[str, Any]) -> tuple[dict[str, list[dict]], dict[str, Any]]:
+def prepare_corpus(cfg: DataParams | dict[str, Any]) -> tuple[dict[str, list[dict]], dict[str, Any]]:
     """Run the split stage's logic: the examples of each split and a report that counts every drop."""
-    check_data_params(cfg)
+    cfg = as_section(DataParams, cfg)
     loaded, source = load_corpus(cfg)
-    excluded_types = set(cfg.get("exclude_types") or [])
+    excluded_types = set(cfg.exclude_types or [])
     dropped: Counter = Counter({"invalid": len(loaded.invalid)})
     cleaning: Counter = Counter()
     candidates = []
@@ -413,19 +203,19 @@ def prepare_corpus(cfg: dict[str, Any]) -> tuple[dict[str, list[dict]], dict[str
             dropped["empty_after_cleaning"] += 1
             continue
         candidates.append({**article, "content": content})
-    kept, duplicates = deduplicate(candidates, cfg["near_duplicate_jaccard"])
+    kept, duplicates = deduplicate(candidates, cfg.near_duplicate_jaccard)
     dropped.update(d["reason"] for d in duplicates)
     if not kept:
         raise PrunetuneError(f"{source}: no article left after validation, cleaning and de-duplication")
 
-    splits = split_articles(kept, cfg["val_fraction"], cfg["test_fraction"], cfg["seed"])
-    types = [t for t in cfg["types"] if t not in excluded_types]
+    splits = split_articles(kept, cfg.val_fraction, cfg.test_fraction, cfg.seed)
+    types = [t for t in cfg.types if t not in excluded_types]
     examples: dict[str, list[dict]] = {}
     skipped: dict[str, Counter] = {}
     for name, members in splits.items():
         examples[name], skipped[name] = [], Counter()
         for article in members:
-            built, missing = build_examples(article, types, cfg.get("max_content_words"))
+            built, missing = build_examples(article, types, cfg.max_content_words)
             examples[name] += built
             skipped[name].update(missing)
 
@@ -440,7 +230,7 @@ def prepare_corpus(cfg: dict[str, Any]) -> tuple[dict[str, list[dict]], dict[str
         "duplicates": duplicates,
         "cleaning_removed": {name: cleaning[name] for name in sorted(cleaning)},
         "articles_truncated_in_prompts": sum(
-            truncate_words(a["content"], cfg.get("max_content_words")) != a["content"] for a in kept
+            truncate_words(a["content"], cfg.max_content_words) != a["content"] for a in kept
         ),
         "articles_per_split": {
             name: {"total": len(members), **dict(sorted(Counter(a["type"] for a in members).items()))}

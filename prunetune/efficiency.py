@@ -12,8 +12,8 @@ from typing import Any, TypeVar
 import torch
 from tqdm.auto import tqdm
 
-from prunetune.config import require_int
 from prunetune.models import count_parameters
+from prunetune.params import SpeedParams, as_section
 from prunetune.pruning import decoder_layers
 
 T = TypeVar("T")
@@ -24,7 +24,7 @@ def model_size(model: Any, model_dir: str | Path) -> dict[str, float]:
     params = count_parameters(model)
     embedding_ids = {id(p) for p in model.get_input_embeddings().parameters()}
     embedding_ids |= {id(p) for p in model.get_output_embeddings().parameters()}
-    embedding = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values() if id(p) in embedding_ids)
+    embedding = count_parameters(model, only=embedding_ids)
     size_bytes = sum(f.stat().st_size for f in Path(model_dir).glob("*.safetensors"))
     return {
         "layers": len(decoder_layers(model)),
@@ -88,19 +88,20 @@ def timed_turns(models: dict[str, Any], input_ids: torch.Tensor, new_tokens: int
     return timings
 
 
-def speed_runs(models: dict[str, Any], cfg: dict[str, Any]) -> Timings:
-    """Prefill and per-step decode seconds per batch size (b1 and b<cfg['batch_size']>) and model, over
-    cfg['repeats'] random prompts after one untimed warm-up pass. Models are timed in turns (timed_turns), so a
+def speed_runs(models: dict[str, Any], cfg: SpeedParams | dict[str, Any]) -> Timings:
+    """Prefill and per-step decode seconds per batch size (b1 and b<cfg.batch_size>) and model, over
+    cfg.repeats random prompts after one untimed warm-up pass. Models are timed in turns (timed_turns), so a
     ratio between two of them is taken under the same load."""
+    cfg = as_section(SpeedParams, cfg)
     runs: Timings = {}
-    for label, batch_size in (("b1", 1), (f"b{cfg['batch_size']}", cfg["batch_size"])):
+    for label, batch_size in (("b1", 1), (f"b{cfg.batch_size}", cfg.batch_size)):
         vocab_size = next(iter(models.values())).config.vocab_size
         runs[label] = {name: {"prefill": [], "decode": []} for name in models}
         turns = " / ".join(models)
-        for repeat in tqdm(range(-1, cfg["repeats"]), desc=f"timing {turns} at {label}"):  # -1: the warm-up
+        for repeat in tqdm(range(-1, cfg.repeats), desc=f"timing {turns} at {label}"):  # -1: the warm-up
             generator = torch.Generator().manual_seed(repeat + 1)
-            input_ids = torch.randint(10, vocab_size, (batch_size, cfg["prompt_tokens"]), generator=generator)
-            timings = timed_turns(models, input_ids, cfg["new_tokens"], first=repeat)
+            input_ids = torch.randint(10, vocab_size, (batch_size, cfg.prompt_tokens), generator=generator)
+            timings = timed_turns(models, input_ids, cfg.new_tokens, first=repeat)
             if repeat < 0:
                 continue
             for name, timing in timings.items():
@@ -109,12 +110,12 @@ def speed_runs(models: dict[str, Any], cfg: dict[str, Any]) -> Timings:
     return runs
 
 
-def summarize_runs(runs: Timings, cfg: dict[str, Any]) -> dict[str, dict[str, float]]:
+def summarize_runs(runs: Timings) -> dict[str, dict[str, float]]:
     """Prefill latency (ms) and decode throughput (tokens/s) per model and batch size, each from the
-    interquartile mean of its timings."""
+    interquartile mean of its timings; a label b<N> is batch size N."""
     speed: dict[str, dict[str, float]] = {}
     for label, per_model in runs.items():
-        batch_size = 1 if label == "b1" else cfg["batch_size"]
+        batch_size = int(label.removeprefix("b"))
         for name, timing in per_model.items():
             speed.setdefault(name, {})[f"prefill_ms_{label}"] = 1000 * interquartile_mean(timing["prefill"])
             speed[name][f"decode_tokens_per_s_{label}"] = batch_size / interquartile_mean(timing["decode"])
@@ -139,35 +140,28 @@ def ideal_speedup(full_config: Any, pruned_config: Any, context: int) -> float:
     return flops_per_token(full_config, context) / flops_per_token(pruned_config, context)
 
 
-def check_speed_params(cfg: dict[str, Any]) -> None:
-    for key in ("prompt_tokens", "new_tokens", "batch_size", "repeats"):
-        require_int(cfg, key, "speed", minimum=1)
-
-
-def pruning_speed(full: Any, pruned: Any, cfg: dict[str, Any]) -> dict[str, Any]:
+def pruning_speed(full: Any, pruned: Any, cfg: SpeedParams | dict[str, Any]) -> dict[str, Any]:
     """Prefill latency and decode throughput of a full model and its pruned copy, timed in turns, their speedups
     and the ideal speedup beside them. Decode attends to prompt_tokens + new_tokens/2 positions on average."""
-    speed = summarize_runs(speed_runs({"full": full, "pruned": pruned}, cfg), cfg)
-    batched = f"b{cfg['batch_size']}"
-    ideal = ideal_speedup(full.config, pruned.config, cfg["prompt_tokens"] + cfg["new_tokens"] // 2)
+    cfg = as_section(SpeedParams, cfg)
+    speed = summarize_runs(speed_runs({"full": full, "pruned": pruned}, cfg))
+    batched = f"b{cfg.batch_size}"
+    ideal = ideal_speedup(full.config, pruned.config, cfg.prompt_tokens + cfg.new_tokens // 2)
     result: dict[str, Any] = {
         "layers_full": full.config.num_hidden_layers,
         "layers_pruned": pruned.config.num_hidden_layers,
-        **{key: cfg[key] for key in ("prompt_tokens", "new_tokens", "batch_size", "repeats")},
+        **cfg.to_dict(),  # prompt_tokens, new_tokens, batch_size, repeats
         "full": speed["full"],
         "pruned": speed["pruned"],
         "ideal_speedup": ideal,
-        "ideal_prefill_speedup": ideal_speedup(full.config, pruned.config, cfg["prompt_tokens"] // 2),
+        "ideal_prefill_speedup": ideal_speedup(full.config, pruned.config, cfg.prompt_tokens // 2),
     }
-    for label in ("b1", batched):
+    for label in ("b1", batched):  # one key scheme: a figure at batch size N ends in _b<N>
         result[f"prefill_speedup_{label}"] = (
             speed["full"][f"prefill_ms_{label}"] / speed["pruned"][f"prefill_ms_{label}"]
         )
         result[f"decode_speedup_{label}"] = (
             speed["pruned"][f"decode_tokens_per_s_{label}"] / speed["full"][f"decode_tokens_per_s_{label}"]
         )
-    result["decode_speedup"] = result["decode_speedup_b1"]
-    result["decode_speedup_batched"] = result[f"decode_speedup_{batched}"]
-    result["decode_vs_ideal"] = result["decode_speedup"] / ideal
-    result["decode_batched_vs_ideal"] = result["decode_speedup_batched"] / ideal
+        result[f"decode_vs_ideal_{label}"] = result[f"decode_speedup_{label}"] / ideal
     return result

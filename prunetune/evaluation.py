@@ -5,55 +5,31 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from prunetune.config import PrunetuneError, require, require_int
+from prunetune.config import PrunetuneError
 from prunetune.data import TASKS, parse_tags
 from prunetune.generation import completion_nll, generate_greedy, prompt_ids
 from prunetune.metrics import (
     bertscore_f1,
     bertscore_info,
-    bootstrap_ci,
-    check_ci_method,
     majority_baseline,
-    mean_ci,
     micro_f1,
     normalize_label,
-    perplexity,
-    perplexity_ci,
     rouge_scores,
     tag_scores,
 )
+from prunetune.params import EvalParams, as_section
+from prunetune.stats import bootstrap_ci, mean_with_ci, perplexity, perplexity_ci
 from prunetune.training import tokenize_chat
 
 
-def check_eval_params(cfg: dict[str, Any]) -> None:
-    require_int(cfg, "batch_size", "eval", minimum=1)
-    require_int(cfg, "bootstrap_resamples", "eval", minimum=100)
-    require_int(cfg, "seed", "eval", minimum=0)
-    limits = cfg.get("max_new_tokens")
-    require(
-        isinstance(limits, dict) and set(limits) == set(TASKS),
-        "eval.max_new_tokens",
-        f"must give a limit for each task: {', '.join(TASKS)}",
-    )
-    for task in TASKS:
-        require_int(limits, task, "eval.max_new_tokens", minimum=1)
-    require(isinstance(cfg.get("bertscore_model"), str), "eval.bertscore_model", "must be 'minilm' or a model id/path")
-    check_ci_method(cfg, "eval")
-
-
-def _with_ci(name: str, values: list[float], cfg: dict[str, Any]) -> dict[str, Any]:
-    method = cfg.get("ci_method", "percentile")
-    mean, ci = mean_ci(values, n_resamples=cfg["bootstrap_resamples"], seed=cfg["seed"], method=method)
-    return {name: mean, f"{name}_ci": ci}
-
-
 def score_task(
-    task: str, predictions: list[str], references: list[str], cfg: dict[str, Any], train_types: list[str]
+    task: str, predictions: list[str], references: list[str], cfg: EvalParams | dict[str, Any], train_types: list[str]
 ) -> tuple[dict[str, Any], list[dict[str, float]]]:
     """The task's headline metrics (each with its interval) and the per-example scores behind them."""
+    cfg = as_section(EvalParams, cfg)
     if task in ("summarization", "title_generation"):
         per_example = rouge_scores(predictions, references)
-        for scores, f1 in zip(per_example, bertscore_f1(predictions, references, cfg["bertscore_model"]), strict=True):
+        for scores, f1 in zip(per_example, bertscore_f1(predictions, references, cfg.bertscore_model), strict=True):
             scores["bertscore_f1"] = f1
         names = ["rouge1", "rouge2", "rougeL", "rougeLsum", "bertscore_f1"]
     elif task == "tag_extraction":
@@ -68,15 +44,16 @@ def score_task(
         names = ["accuracy"]
     metrics: dict[str, Any] = {}
     for name in names:
-        metrics.update(_with_ci(name, [scores[name] for scores in per_example], cfg))
+        values = [scores[name] for scores in per_example]
+        metrics.update(mean_with_ci(name, values, cfg.bootstrap_resamples, cfg.seed, cfg.ci_method))
     if task == "tag_extraction":
         metrics["micro_f1"] = micro_f1(predicted, gold)
         metrics["micro_f1_ci"] = bootstrap_ci(
             len(gold),
             lambda idx: micro_f1([predicted[i] for i in idx], [gold[i] for i in idx]),
-            n_resamples=cfg["bootstrap_resamples"],
-            seed=cfg["seed"],
-            method=cfg.get("ci_method", "percentile"),
+            n_resamples=cfg.bootstrap_resamples,
+            seed=cfg.seed,
+            method=cfg.ci_method,
         )
     if task == "type_classification":
         metrics["majority_baseline"] = majority_baseline(train_types, references)[1]
@@ -88,9 +65,10 @@ def evaluate(
     tokenizer: Any,
     test_examples: list[dict[str, Any]],
     train_examples: list[dict[str, Any]],
-    cfg: dict[str, Any],
+    cfg: EvalParams | dict[str, Any],
 ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
     """Metrics (DESIGN.md's shape, without efficiency), one prediction row per example, and the counts."""
+    cfg = as_section(EvalParams, cfg)
     if not test_examples:
         raise PrunetuneError(
             "data/processed/test.jsonl: the test split is empty; lower data.test_fraction's rounding or add articles"
@@ -99,7 +77,7 @@ def evaluate(
     metrics: dict[str, Any] = {}
     rows: list[dict[str, Any]] = []
     counts: dict[str, Any] = {"examples": {}, "hit_max_new_tokens": {}}
-    nll = completion_nll(model, [tokenize_chat(tokenizer, e["messages"]) for e in test_examples], cfg["batch_size"])
+    nll = completion_nll(model, [tokenize_chat(tokenizer, e["messages"]) for e in test_examples], cfg.batch_size)
     for task in TASKS:
         indices = [i for i, e in enumerate(test_examples) if e["task"] == task]
         if not indices:
@@ -107,7 +85,7 @@ def evaluate(
         examples = [test_examples[i] for i in indices]
         prompts = [prompt_ids(tokenizer, e["messages"][:2]) for e in examples]
         generated = generate_greedy(
-            model, tokenizer, prompts, cfg["max_new_tokens"][task], cfg["batch_size"], desc=f"generating {task}"
+            model, tokenizer, prompts, getattr(cfg.max_new_tokens, task), cfg.batch_size, desc=f"generating {task}"
         )
         predictions = [g["text"] for g in generated]
         references = [e["messages"][2]["content"] for e in examples]
@@ -116,7 +94,7 @@ def evaluate(
         task_sums, task_tokens = [s for s, _ in task_nll], [n for _, n in task_nll]
         metrics[task]["perplexity"] = perplexity(task_sums, task_tokens)
         metrics[task]["perplexity_ci"] = perplexity_ci(
-            task_sums, task_tokens, cfg["bootstrap_resamples"], cfg["seed"], method=cfg.get("ci_method", "percentile")
+            task_sums, task_tokens, cfg.bootstrap_resamples, cfg.seed, method=cfg.ci_method
         )
         counts["examples"][task] = len(examples)
         counts["hit_max_new_tokens"][task] = sum(g["hit_max_new_tokens"] for g in generated)
@@ -143,17 +121,17 @@ def evaluate(
     metrics["perplexity_ci"] = perplexity_ci(
         sums,
         tokens,
-        cfg["bootstrap_resamples"],
-        cfg["seed"],
+        cfg.bootstrap_resamples,
+        cfg.seed,
         clusters=[e["article_id"] for e in test_examples],
-        method=cfg.get("ci_method", "percentile"),
+        method=cfg.ci_method,
     )
     metrics["intervals"] = {
-        "method": cfg.get("ci_method", "percentile"),
+        "method": cfg.ci_method,
         "resampled": "test examples per task; articles (cluster bootstrap) for the pooled perplexity",
     }
     if any(task in metrics for task in ("summarization", "title_generation")):
-        metrics["bertscore"] = bertscore_info(cfg["bertscore_model"])
+        metrics["bertscore"] = bertscore_info(cfg.bertscore_model)
     counts["type_labels_in_train"] = dict(sorted(Counter(train_types).items()))
     counts["majority_label"] = majority_baseline(train_types, train_types)[0] if train_types else None
     return metrics, rows, counts

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
@@ -29,8 +30,31 @@ def pick_dtype(device: torch.device) -> torch.dtype:
     return torch.float32
 
 
+# What to do about a model folder that is there but broken.
+RESTORE = (
+    "restore or re-create the folder (dvc checkout or dvc repro for a pipeline output, a fresh download otherwise)"
+)
+
+
 def is_hub_id(name: str) -> bool:
     return not Path(name).exists() and name.count("/") == 1 and not name.startswith((".", "/"))
+
+
+def missing_local_dir(name: str) -> str | None:
+    """Why `name`, which does not exist, is a local path and not a hub id ('owner/name'), or None when it may be one."""
+    if Path(name).exists():
+        return None
+    if name.startswith((".", "/", "~")) or name.endswith("/") or name.count("/") != 1:
+        return "it is written as a path"
+    first = name.split("/", 1)[0]
+    if Path(first).is_dir():
+        return f"{first}/ is a directory here, so it is read as a path, not a hub id"
+    return None
+
+
+def _first_line(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def check_causal_lm_dir(path: str | Path, param: str = "model") -> None:
@@ -40,15 +64,22 @@ def check_causal_lm_dir(path: str | Path, param: str = "model") -> None:
         raise PrunetuneError(f"{param}: {path} is not a Hugging Face model directory (no config.json)")
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=False)
-    except (ValueError, OSError, KeyError) as err:
-        raise PrunetuneError(f"{param}: {path}/config.json cannot be read ({err})") from None
+    except Exception as err:  # bad JSON, a wrongly typed field ("hidden_size": "big"), an unknown model type
+        raise PrunetuneError(f"{param}: {path}/config.json cannot be read ({_first_line(err)}); {RESTORE}") from None
     if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
         raise PrunetuneError(
             f"{param}: {path} holds a '{config.model_type}' model, which is not a causal LM "
             "(AutoModelForCausalLM cannot load it)"
         )
-    if not any(path.glob("*.safetensors")):
+    weights = sorted(path.glob("*.safetensors"))
+    if not weights:
         raise PrunetuneError(f"{param}: {path} has no *.safetensors weights (only safetensors are loaded)")
+    for file in weights:  # the header is read whole: a truncated file fails here, before any weight is loaded
+        try:
+            with safe_open(file, framework="pt"):
+                pass
+        except Exception as err:
+            raise PrunetuneError(f"{param}: {file} is damaged ({_first_line(err)}); {RESTORE}") from None
 
 
 def resolve_hub_snapshot(name: str, revision: str | None) -> tuple[Path, str]:
@@ -81,10 +112,35 @@ def load_model(
     """A causal LM and its tokenizer from a local directory, safetensors only, no remote code."""
     check_causal_lm_dir(path, param)
     device = device or pick_device()
-    model = AutoModelForCausalLM.from_pretrained(
-        path, dtype=dtype or pick_dtype(device), trust_remote_code=False, use_safetensors=True
-    )
-    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    if not any(path.glob("tokenizer*")):
+        raise PrunetuneError(
+            f"{param}: {path} has no tokenizer files (tokenizer.json, tokenizer_config.json); {RESTORE}"
+        )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    except Exception as err:  # broken tokenizer files
+        raise PrunetuneError(
+            f"{param}: {path}: the tokenizer cannot be loaded ({_first_line(err)}); {RESTORE}"
+        ) from None
+    try:
+        model, info = AutoModelForCausalLM.from_pretrained(
+            path,
+            dtype=dtype or pick_dtype(device),
+            trust_remote_code=False,
+            use_safetensors=True,
+            ignore_mismatched_sizes=True,  # reported below as one line, not as a table and a traceback
+            output_loading_info=True,
+        )
+    except Exception as err:  # a shape in config.json that the weights do not have
+        raise PrunetuneError(
+            f"{param}: {path}: config.json does not match the weights ({_first_line(err)}); {RESTORE}"
+        ) from None
+    missing = sorted(info.get("missing_keys") or []) + [str(m[0]) for m in info.get("mismatched_keys") or []]
+    if missing:  # from_pretrained would initialize these at random and carry on
+        raise PrunetuneError(
+            f"{param}: {path}: config.json does not match the weights ({len(missing)} weights missing or of another "
+            f"shape, e.g. {missing[0]}); {RESTORE}"
+        )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model.to(device).eval(), tokenizer
@@ -121,6 +177,7 @@ def read_meta(model_dir: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
-def count_parameters(model: torch.nn.Module) -> int:
-    """Unique parameters (tied embedding and head counted once)."""
-    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+def count_parameters(model: torch.nn.Module, only: set[int] | None = None) -> int:
+    """Unique parameters (tied embedding and head counted once); with `only`, those whose id() is in it."""
+    unique = {id(p): p for p in model.parameters()}
+    return sum(p.numel() for key, p in unique.items() if only is None or key in only)

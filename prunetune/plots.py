@@ -159,14 +159,14 @@ def variant_speed(speed_metrics: dict[str, dict[str, Any]]) -> dict[str, dict[st
     the speedup over the pair's full model (1 for the full model itself), the ratio measured in turns."""
     speed = {}
     for pair, metrics in speed_metrics.items():
-        batched = f"b{metrics['batch_size']}"
+        batched = f"b{metrics['batch_size']}"  # the speed file's figures end in _b1 and _b<batch_size>
         for role in ("full", "pruned"):
             figures = metrics[role]
             speed[f"{pair}_{role}"] = {
                 "decode_tokens_per_s_b1": figures["decode_tokens_per_s_b1"],
                 "decode_tokens_per_s_batched": figures[f"decode_tokens_per_s_{batched}"],
                 "decode_speedup_b1": metrics["decode_speedup_b1"] if role == "pruned" else 1.0,
-                "decode_speedup_batched": metrics["decode_speedup_batched"] if role == "pruned" else 1.0,
+                "decode_speedup_batched": metrics[f"decode_speedup_{batched}"] if role == "pruned" else 1.0,
                 "ideal_speedup": metrics["ideal_speedup"] if role == "pruned" else 1.0,
             }
     return speed

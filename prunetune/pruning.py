@@ -18,12 +18,10 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
-from prunetune.config import PrunetuneError, require, require_int
+from prunetune.config import PrunetuneError, require
 from prunetune.data import article_texts
+from prunetune.params import PruneParams, as_section
 
-RULE_METHODS = ("last", "tail", "indices")
-MEASURED_METHODS = ("block_influence", "angular")
-METHODS = RULE_METHODS + MEASURED_METHODS
 # Config entries that hold one value per decoder layer; they are cut to the kept layers.
 PER_LAYER_CONFIG_KEYS = ("layer_types", "no_rope_layers")
 
@@ -39,66 +37,20 @@ def decoder_layers(model: PreTrainedModel) -> torch.nn.ModuleList:
     return layers
 
 
-# ---------------------------------------------------------------- params
-
-
-def _require_n_layers(cfg: dict[str, Any], num_layers: int) -> int:
-    n_layers = cfg.get("n_layers")
-    require(
-        isinstance(n_layers, int) and not isinstance(n_layers, bool) and n_layers >= 1,
-        "prune.n_layers",
-        f"must be an integer >= 1, got {n_layers!r}",
-    )
-    require(
-        n_layers < num_layers,
-        "prune.n_layers",
-        f"must be below the model's {num_layers} layers (removing every layer leaves no model), got {n_layers}",
-    )
-    return n_layers
-
-
-def check_prune_params(cfg: dict[str, Any], num_layers: int) -> None:
-    """Every prune.* check that needs only the layer count: run before the model is loaded or measured."""
-    method = cfg.get("method")
-    require(method in METHODS, "prune.method", f"must be one of {', '.join(METHODS)}; got {method!r}")
-    if method in ("tail", *MEASURED_METHODS):
-        _require_n_layers(cfg, num_layers)
-    if method == "indices":
-        indices = cfg.get("indices")
-        require(
-            isinstance(indices, list)
-            and indices
-            and all(isinstance(i, int) and not isinstance(i, bool) for i in indices),
-            "prune.indices",
-            f"must be a non-empty list of layer indices, got {indices!r}",
-        )
-        bad = [i for i in indices if not 0 <= i < num_layers]
-        require(not bad, "prune.indices", f"has indices out of range 0..{num_layers - 1}: {bad}")
-        require(len(set(indices)) == len(indices), "prune.indices", f"lists a layer twice: {indices}")
-        require(len(indices) < num_layers, "prune.indices", f"would remove all {num_layers} layers; keep at least one")
-
-
-def check_calibration_params(cfg: dict[str, Any]) -> None:
-    """The calibration knobs (used by every method: layer scores are always reported)."""
-    require_int(cfg, "calibration_samples", "prune", minimum=1)
-    require_int(cfg, "calibration_max_tokens", "prune", minimum=2)
-    require_int(cfg, "calibration_batch_size", "prune", minimum=1)
-    require_int(cfg, "seed", "prune", minimum=0)
-
-
 # ---------------------------------------------------------------- calibration texts
 
 
-def calibration_texts(train_examples: list[dict[str, Any]], cfg: dict[str, Any]) -> list[str]:
+def calibration_texts(train_examples: list[dict[str, Any]], cfg: PruneParams | dict[str, Any]) -> list[str]:
     """prune.calibration_samples article texts drawn (seeded) from the train split; never val or test."""
+    cfg = as_section(PruneParams, cfg)
     texts = article_texts(train_examples)
-    wanted = cfg["calibration_samples"]
+    wanted = cfg.calibration_samples
     require(
         len(texts) >= wanted,
         "prune.calibration_samples",
         f"asks for {wanted} calibration texts but the train split has only {len(texts)} articles",
     )
-    return random.Random(cfg["seed"]).sample(texts, wanted)
+    return random.Random(cfg.seed).sample(texts, wanted)
 
 
 # ---------------------------------------------------------------- measuring the layers
@@ -189,19 +141,22 @@ def measure_layers(
 # ---------------------------------------------------------------- choosing and removing
 
 
-def resolve_removed_layers(cfg: dict[str, Any], num_layers: int, stats: LayerStats | None = None) -> list[int]:
-    """The layer indices prune.* asks to remove; the measured methods choose from `stats`."""
-    check_prune_params(cfg, num_layers)
-    method = cfg["method"]
+def resolve_removed_layers(
+    cfg: PruneParams | dict[str, Any], num_layers: int, stats: LayerStats | None = None
+) -> list[int]:
+    """The layer indices prune.* asks to remove (checked against num_layers by PruneParams.check_layers, which the
+    prune stage runs before loading the model); the measured methods choose from `stats`."""
+    cfg = as_section(PruneParams, cfg)
+    method = cfg.method
     if method == "last":
         return [num_layers - 1]
     if method == "tail":
-        return list(range(num_layers - cfg["n_layers"], num_layers))
+        return list(range(num_layers - cfg.n_layers, num_layers))
     if method == "indices":
-        return sorted(cfg["indices"])
+        return sorted(cfg.indices)
     if stats is None:
         raise ValueError(f"prune.method {method} needs the calibration measurements (stats)")
-    n_layers = cfg["n_layers"]
+    n_layers = cfg.n_layers
     if method == "block_influence":
         scores = stats.block_influence()
         return sorted(sorted(range(num_layers), key=lambda i: scores[i])[:n_layers])

@@ -8,10 +8,12 @@ import string
 from pathlib import Path
 from typing import Any
 
-from prunetune.config import PrunetuneError, require_int
-from prunetune.data import read_jsonl
+from prunetune.config import PrunetuneError
 from prunetune.generation import completion_nll, generate_greedy, prompt_ids
-from prunetune.metrics import answer_matches, check_ci_method, mc_letter_match, mean_ci
+from prunetune.jsonio import read_jsonl
+from prunetune.metrics import answer_matches, mc_letter_match
+from prunetune.params import QaParams, as_section
+from prunetune.stats import mean_with_ci
 from prunetune.training import IGNORE_INDEX, tokenize_chat
 
 CATEGORIES = ("multiple_choice", "factual")
@@ -67,8 +69,9 @@ def load_qa(path: str | Path) -> list[dict[str, Any]]:
             raise _question_error(path, item, "missing question text")
         answer = item.get("answer")
         if answer is None or (isinstance(answer, str) and not answer.strip()):
-            raise _question_error(path, item, "missing answer")
-        item["answer"] = str(answer)
+            item.pop("answer", None)  # a multiple-choice question may give answer_index alone (checked below)
+        else:
+            item["answer"] = str(answer)
         item["difficulty"] = str(item.get("difficulty") or "unspecified")
         source = item.get("article_id")
         if source is not None and (not isinstance(source, str) or not source.strip()):
@@ -78,6 +81,8 @@ def load_qa(path: str | Path) -> list[dict[str, Any]]:
         if category not in CATEGORIES:
             raise _question_error(path, item, f"category must be one of {CATEGORIES}, got {category!r}")
         item["category"] = category
+        if "answer" not in item and (category != "multiple_choice" or item.get("answer_index") is None):
+            raise _question_error(path, item, "missing answer")
         if category == "multiple_choice":
             _normalize_options(path, item)
         questions.append(item)
@@ -92,17 +97,41 @@ def _normalize_options(path: Path, item: dict[str, Any]) -> None:
         raise _question_error(path, item, "a multiple-choice question needs a list of at least two options")
     item["options"] = options
     index = item.get("answer_index")
-    if index is None:
-        answer = item["answer"].strip()
-        if answer in options:
-            index = options.index(answer)
-        elif len(answer) == 1 and answer.upper() in LETTERS[: len(options)]:
-            index = LETTERS.index(answer.upper())
-        else:
-            raise _question_error(path, item, "the answer is neither an option nor an option letter; add answer_index")
-    if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(options):
+    if index is not None and (not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(options)):
         raise _question_error(path, item, f"answer_index {index!r} is out of range for {len(options)} options")
+    answer = item.get("answer")
+    if answer is None:  # answer_index alone: the answer is that option's text
+        item["answer"] = options[index]
+    elif index is None:
+        index = _answer_position(answer, options)
+        if index is None:
+            raise _question_error(path, item, "the answer is neither an option nor an option letter; add answer_index")
+    elif index not in _answer_positions(answer, options):
+        raise _question_error(
+            path,
+            item,
+            f"answer {answer!r} and answer_index {index} ({LETTERS[index]}) {options[index]!r} disagree; keep one, "
+            "or make them name the same option",
+        )
     item["answer_index"] = index
+
+
+def _answer_positions(answer: str, options: list[str]) -> set[int]:
+    """The options an answer names: by its text, or by its letter."""
+    answer = answer.strip()
+    named = {i for i, option in enumerate(options) if option == answer}
+    if len(answer) == 1 and answer.upper() in LETTERS[: len(options)]:
+        named.add(LETTERS.index(answer.upper()))
+    return named
+
+
+def _answer_position(answer: str, options: list[str]) -> int | None:
+    """The option an answer names: its text first, then its letter (as written in DESIGN.md)."""
+    answer = answer.strip()
+    if answer in options:
+        return options.index(answer)
+    named = _answer_positions(answer, options)
+    return named.pop() if named else None
 
 
 def question_messages(item: dict[str, Any]) -> list[dict[str, str]]:
@@ -111,14 +140,6 @@ def question_messages(item: dict[str, Any]) -> list[dict[str, str]]:
         listed = "\n".join(f"{LETTERS[i]}) {option}" for i, option in enumerate(item["options"]))
         text = f"{text}\n{listed}\nAnswer with the letter of the correct option."
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": text}]
-
-
-def check_qa_params(cfg: dict[str, Any]) -> None:
-    for key in ("max_new_tokens", "batch_size"):
-        require_int(cfg, key, "qa", minimum=1)
-    require_int(cfg, "bootstrap_resamples", "qa", minimum=100)
-    require_int(cfg, "seed", "qa", minimum=0)
-    check_ci_method(cfg, "qa")
 
 
 def split_membership(paths: dict[str, str | Path]) -> dict[str, str]:
@@ -170,16 +191,17 @@ def evaluate_qa(
     model: Any,
     tokenizer: Any,
     questions: list[dict[str, Any]],
-    cfg: dict[str, Any],
+    cfg: QaParams | dict[str, Any],
     membership: dict[str, str] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Accuracy (held-out headline), by split, category and difficulty (intervals and counts), one row per question.
 
     membership maps article_id -> split (split_membership); without it every question's split is unknown."""
+    cfg = as_section(QaParams, cfg)
     membership = membership or {}
     prompts = [question_messages(q) for q in questions]
     generated = generate_greedy(
-        model, tokenizer, [prompt_ids(tokenizer, m) for m in prompts], cfg["max_new_tokens"], cfg["batch_size"]
+        model, tokenizer, [prompt_ids(tokenizer, m) for m in prompts], cfg.max_new_tokens, cfg.batch_size
     )
     # scored rows: every option text of an MC question (the gold answer for a factual one), then every MC letter
     candidates = [(qi, text) for qi, q in enumerate(questions) for text in q.get("options") or [q["answer"]]]
@@ -193,7 +215,7 @@ def evaluate_qa(
     for qi, q in enumerate(questions):
         if q["category"] == "multiple_choice":
             rows += letter_rows(tokenizer, prompts[qi], len(q["options"]))
-    scored = completion_nll(model, rows, cfg["batch_size"])
+    scored = completion_nll(model, rows, cfg.batch_size)
     text_scores, letter_scores = scored[: len(candidates)], scored[len(candidates) :]
 
     records = []
@@ -224,22 +246,17 @@ def evaluate_qa(
     return summarize_qa(records, cfg), records
 
 
-def _accuracy_block(records: list[dict[str, Any]], key: str, cfg: dict[str, Any], name: str = "accuracy") -> dict:
+def _accuracy_block(records: list[dict[str, Any]], key: str, cfg: QaParams, name: str = "accuracy") -> dict:
     """Mean of a per-question score with its interval; questions from one article are resampled together."""
     clusters = [r.get("article_id") or f"question:{r['id']}" for r in records]
-    mean, ci = mean_ci(
-        [float(r[key]) for r in records],
-        n_resamples=cfg["bootstrap_resamples"],
-        seed=cfg["seed"],
-        clusters=clusters,
-        method=cfg.get("ci_method", "percentile"),
-    )
-    return {name: mean, f"{name}_ci": ci}
+    values = [float(r[key]) for r in records]
+    return mean_with_ci(name, values, cfg.bootstrap_resamples, cfg.seed, cfg.ci_method, clusters=clusters)
 
 
-def summarize_qa(records: list[dict[str, Any]], cfg: dict[str, Any]) -> dict[str, Any]:
+def summarize_qa(records: list[dict[str, Any]], cfg: QaParams | dict[str, Any]) -> dict[str, Any]:
     """The metrics file: the headline accuracy over the held-out questions (all when none is held out), the
     same over all, the MC scorings side by side, and breakdowns; "scoring" says which number is which."""
+    cfg = as_section(QaParams, cfg)
     held_out = [r for r in records if r.get("split") in HELD_OUT]
     headline = held_out or records
     for record in records:

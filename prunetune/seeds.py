@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from prunetune.config import PrunetuneError
+from prunetune.jsonio import read_json
 from prunetune.sweep import exp_states, file_data
 
 COMPARISON = "metrics/comparison.json"
@@ -35,7 +36,7 @@ def _with_intervals(comparison: dict[str, Any], rev: str) -> dict[str, Any]:
     if all(isinstance(e, dict) and "ci" in e for e in entries):
         return comparison
     if rev == "workspace":
-        return json.loads(Path(COMPARISON).read_text(encoding="utf-8"))
+        return read_json(COMPARISON)
     shown = subprocess.run(["git", "show", f"{rev}:{COMPARISON}"], capture_output=True, text=True, check=False)
     if shown.returncode != 0:
         raise PrunetuneError(f"seed-report: cannot read {COMPARISON} at {rev[:7]}: {shown.stderr.strip()}")

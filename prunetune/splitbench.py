@@ -10,8 +10,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from prunetune.data import prepare_corpus, write_jsonl
+from prunetune.data import prepare_corpus
 from prunetune.dedup import deduplicate, jaccard, shingles
+from prunetune.jsonio import write_jsonl
 
 TYPES = ["Press Release", "Press Kit", "Speech"]
 VOCABULARY_SIZE = 5000

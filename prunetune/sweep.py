@@ -37,7 +37,7 @@ COLUMNS = (
     "healing",
     "layers",
     "params",
-    "decode_speedup",
+    "decode_speedup_b1",
     "ideal_speedup",
 )
 
@@ -89,7 +89,7 @@ def _row(
         "healing": _lookup(params, "train.method") or "lora",
         "layers": (None if unpruned else prune.get("layers_after")) or efficiency.get("layers"),
         "params": (None if unpruned else prune.get("params_after")) or efficiency.get("params"),
-        "decode_speedup": (1.0 if unpruned else speed.get("decode_speedup_b1")) if speed else None,
+        "decode_speedup_b1": (1.0 if unpruned else speed.get("decode_speedup_b1")) if speed else None,
         "ideal_speedup": (1.0 if unpruned else speed.get("ideal_speedup")) if speed else None,  # FLOP ratio
     }
     if row["method"] == "last":
@@ -148,7 +148,7 @@ def pareto_mask(costs: list[float], qualities: list[float]) -> list[bool]:
 def mark_pareto(rows: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
     """pareto_params and pareto_speed flags: on the front of (fewer parameters | faster decoding, better quality)."""
     sign = -1 if lower_is_better(metric) else 1
-    for axis, column, cost_sign in (("params", "pareto_params", 1), ("decode_speedup", "pareto_speed", -1)):
+    for axis, column, cost_sign in (("params", "pareto_params", 1), ("decode_speedup_b1", "pareto_speed", -1)):
         usable = [r for r in rows if isinstance(r.get(axis), int | float) and isinstance(r.get(metric), int | float)]
         flags = pareto_mask([cost_sign * r[axis] for r in usable], [sign * r[metric] for r in usable])
         for row in rows:
@@ -204,7 +204,7 @@ def draw_pareto(rows: list[dict[str, Any]], metric: str, out_path: Path) -> Path
     # where: the step holds the best quality reachable within a size budget (post) or above a speed floor (pre)
     panels = (
         (axes[0], "params", "pareto_params", "parameters", "post"),
-        (axes[1], "decode_speedup", "pareto_speed", "decode speedup over the unpruned model (batch 1)", "pre"),
+        (axes[1], "decode_speedup_b1", "pareto_speed", "decode speedup over the unpruned model (batch 1)", "pre"),
     )
     for axis, x_key, front_key, x_label, where in panels:
         usable = [r for r in rows if isinstance(r.get(x_key), int | float) and isinstance(r.get(metric), int | float)]
@@ -239,10 +239,54 @@ def draw_pareto(rows: list[dict[str, Any]], metric: str, out_path: Path) -> Path
     return out_path
 
 
+def _state_problem(state: Any, where: str) -> str | None:
+    if not isinstance(state, dict) or not isinstance(state.get("rev"), str):
+        return f"{where} is not an object with a 'rev'"
+    data = {} if state.get("data") is None else state["data"]
+    if not isinstance(data, dict):
+        return f"{where}.data is not an object"
+    for kind in ("params", "metrics"):
+        files = {} if data.get(kind) is None else data[kind]
+        if not isinstance(files, dict) or not all(isinstance(entry, dict | None) for entry in files.values()):
+            return f"{where}.data.{kind} is not an object of files"
+        if not all(isinstance((entry or {}).get("data") or {}, dict) for entry in files.values()):
+            return f"{where}.data.{kind} holds a file whose data is not an object"
+    return None
+
+
+def check_exp_show(exp_show: Any, source: str, command: str = "sweep-report") -> list[dict[str, Any]]:
+    """exp_show if it has the shape of `dvc exp show --json` output (as far as the reports read it); else one line."""
+    problem = None if isinstance(exp_show, list) else f"a JSON {type(exp_show).__name__}, not a list of revisions"
+    for i, baseline in enumerate(exp_show if problem is None else []):
+        problem = _state_problem(baseline, f"[{i}]")
+        for j, exp_range in enumerate((baseline.get("experiments") or []) if problem is None else []):
+            revs = exp_range.get("revs") if isinstance(exp_range, dict) else None
+            if not isinstance(revs, list | None):
+                problem = f"[{i}].experiments[{j}] has no list of 'revs'"
+            for k, state in enumerate(revs or []):
+                problem = problem or _state_problem(state, f"[{i}].experiments[{j}].revs[{k}]")
+            if problem:
+                break
+        if problem:
+            break
+    if problem:
+        raise PrunetuneError(f"{command}: {source}: not `dvc exp show --json` output ({problem})")
+    return exp_show
+
+
+def read_exp_show_file(path: str | Path, command: str = "sweep-report") -> list[dict[str, Any]]:
+    """Saved `dvc exp show --json` output (--from-json), checked; a missing or malformed file is one line."""
+    from prunetune.jsonio import read_json
+
+    hint = "save it with `dvc exp show --json > FILE`"
+    exp_show = read_json(path, missing=f"check the --from-json path ({hint})", damaged=hint)
+    return check_exp_show(exp_show, str(path), command)
+
+
 def read_experiments(all_commits: bool = False, command: str = "sweep-report") -> list[dict[str, Any]]:
     """`dvc exp show --json` of the repository in the working directory, parsed; errors name `command`."""
-    command = [sys.executable, "-m", "dvc", "exp", "show", "--json", *(["--all-commits"] if all_commits else [])]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    argv = [sys.executable, "-m", "dvc", "exp", "show", "--json", *(["--all-commits"] if all_commits else [])]
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["no output"])[-1]
         raise PrunetuneError(f"{command}: `dvc exp show --json` failed: {last}")

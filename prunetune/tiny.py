@@ -14,8 +14,8 @@ from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, proce
 from tqdm.auto import tqdm
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from prunetune.config import require, require_int
 from prunetune.data import article_content, article_texts
+from prunetune.params import TinyParams, as_section
 from prunetune.warmup import instruction_batch, tokenize_answers, warmup_chats
 
 BOS, EOT, EOS, PAD = "<|begin_of_text|>", "<|eot_id|>", "<|end_of_text|>", "<|finetune_right_pad_id|>"
@@ -36,34 +36,6 @@ LLAMA3_SPLIT_PATTERN = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
     r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
-
-
-def check_tiny_params(cfg: dict[str, Any]) -> None:
-    for key in ("layers", "hidden_size", "intermediate_size", "heads", "kv_heads", "vocab_size"):
-        require_int(cfg, key, "model.tiny", minimum=1)
-    for key in ("pretrain_steps", "batch_size", "seq_len", "seed"):
-        require_int(cfg, key, "model.tiny", minimum=0 if key in ("pretrain_steps", "seed") else 1)
-    require(
-        cfg["hidden_size"] % cfg["heads"] == 0,
-        "model.tiny.hidden_size",
-        "must be divisible by model.tiny.heads",
-    )
-    require(cfg["heads"] % cfg["kv_heads"] == 0, "model.tiny.heads", "must be divisible by model.tiny.kv_heads")
-    require(cfg["vocab_size"] > 300, "model.tiny.vocab_size", "must exceed 300 (256 bytes + special tokens)")
-    init_std = cfg.get("init_std")
-    require(
-        isinstance(init_std, int | float) and not isinstance(init_std, bool) and init_std > 0,
-        "model.tiny.init_std",
-        f"must be a number > 0, got {init_std!r}",
-    )
-    warmup = cfg.get("instruction_warmup")
-    require(
-        isinstance(warmup, int | float) and not isinstance(warmup, bool) and 0 <= warmup < 1,
-        "model.tiny.instruction_warmup",
-        f"must be a fraction of pretrain_steps in [0, 1), got {warmup!r}",
-    )
-    lr = cfg.get("learning_rate")
-    require(isinstance(lr, int | float) and lr > 0, "model.tiny.learning_rate", f"must be > 0, got {lr!r}")
 
 
 def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
@@ -98,18 +70,19 @@ def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFas
     )
 
 
-def build_model(tokenizer: PreTrainedTokenizerFast, cfg: dict[str, Any]) -> LlamaForCausalLM:
-    torch.manual_seed(cfg["seed"])
+def build_model(tokenizer: PreTrainedTokenizerFast, cfg: TinyParams | dict[str, Any]) -> LlamaForCausalLM:
+    cfg = as_section(TinyParams, cfg)
+    torch.manual_seed(cfg.seed)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=cfg["hidden_size"],
-        intermediate_size=cfg["intermediate_size"],
-        num_hidden_layers=cfg["layers"],
-        num_attention_heads=cfg["heads"],
-        num_key_value_heads=cfg["kv_heads"],
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.layers,
+        num_attention_heads=cfg.heads,
+        num_key_value_heads=cfg.kv_heads,
         max_position_embeddings=2048,
         rope_theta=500000.0,
-        initializer_range=cfg["init_std"],
+        initializer_range=cfg.init_std,
         tie_word_embeddings=True,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=[tokenizer.convert_tokens_to_ids(EOT), tokenizer.convert_tokens_to_ids(EOS)],
@@ -163,17 +136,18 @@ def is_instruction_step(step: int, fraction: float) -> bool:
 def pretrain(
     model: LlamaForCausalLM,
     stream: torch.Tensor,
-    cfg: dict[str, Any],
+    cfg: TinyParams | dict[str, Any],
     show_progress: bool = True,
     instructions: list[tuple[list, list]] | None = None,
     pad_id: int = 0,
 ) -> list[float]:
     """nanoGPT-style next-token training on random windows, with model.tiny.instruction_warmup of the steps on
     instruction chats (answer tokens only) when given; returns the loss of every step."""
-    generator = torch.Generator().manual_seed(cfg["seed"])
-    fraction = cfg.get("instruction_warmup", 0) if instructions else 0
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg["learning_rate"], weight_decay=0.1, betas=(0.9, 0.95))
-    steps = cfg["pretrain_steps"]
+    cfg = as_section(TinyParams, cfg)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    fraction = cfg.instruction_warmup if instructions else 0
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.1, betas=(0.9, 0.95))
+    steps = cfg.pretrain_steps
     warmup = max(1, steps // 20)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
@@ -183,9 +157,9 @@ def pretrain(
     losses = []
     for _ in tqdm(range(steps), desc="pre-training tiny model", disable=not show_progress):
         if is_instruction_step(len(losses), fraction):
-            loss = model(**instruction_batch(instructions, cfg["batch_size"], pad_id, generator)).loss
+            loss = model(**instruction_batch(instructions, cfg.batch_size, pad_id, generator)).loss
         else:
-            batch = random_windows(stream, cfg["batch_size"], cfg["seq_len"], generator)
+            batch = random_windows(stream, cfg.batch_size, cfg.seq_len, generator)
             loss = model(input_ids=batch, labels=batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -197,20 +171,22 @@ def pretrain(
     return losses
 
 
-def build_tiny_base(train_examples: list[dict[str, Any]], cfg: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
+def build_tiny_base(
+    train_examples: list[dict[str, Any]], cfg: TinyParams | dict[str, Any]
+) -> tuple[Any, Any, dict[str, Any]]:
     """Tokenizer trained on the train split's chats, model pre-trained on its articles; plus a report."""
-    check_tiny_params(cfg)
+    cfg = as_section(TinyParams, cfg)
     chat_texts = [message["content"] for example in train_examples for message in example["messages"]]
-    tokenizer = train_tokenizer(chat_texts, cfg["vocab_size"])
+    tokenizer = train_tokenizer(chat_texts, cfg.vocab_size)
     model = build_model(tokenizer, cfg)
     stream = token_stream(tokenizer, article_texts(train_examples))
     contents = list({e["article_id"]: article_content(e) for e in train_examples}.values())
-    instructions = tokenize_answers(tokenizer, warmup_chats(contents), cfg["seq_len"])
-    perplexity_before = stream_perplexity(model, stream, cfg["seq_len"])
+    instructions = tokenize_answers(tokenizer, warmup_chats(contents), cfg.seq_len)
+    perplexity_before = stream_perplexity(model, stream, cfg.seq_len)
     losses = pretrain(model, stream, cfg, instructions=instructions, pad_id=tokenizer.pad_token_id)
     steps = range(len(losses))
-    instruction_losses = [losses[i] for i in steps if is_instruction_step(i, cfg["instruction_warmup"])]
-    text_losses = [losses[i] for i in steps if not is_instruction_step(i, cfg["instruction_warmup"])]
+    instruction_losses = [losses[i] for i in steps if is_instruction_step(i, cfg.instruction_warmup)]
+    text_losses = [losses[i] for i in steps if not is_instruction_step(i, cfg.instruction_warmup)]
     report = {
         "train_tokens": len(stream),
         "pretrain_steps": len(losses),
@@ -223,6 +199,6 @@ def build_tiny_base(train_examples: list[dict[str, Any]], cfg: dict[str, Any]) -
         "pretrain_loss_first": losses[0] if losses else None,
         "pretrain_loss_last": losses[-1] if losses else None,
         "train_perplexity_before": perplexity_before,
-        "train_perplexity_after": stream_perplexity(model, stream, cfg["seq_len"]),
+        "train_perplexity_after": stream_perplexity(model, stream, cfg.seq_len),
     }
     return model, tokenizer, report

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import shutil
 import time
@@ -19,73 +18,28 @@ import torch
 from datasets import Dataset
 from peft import LoraConfig
 from transformers import EarlyStoppingCallback, TrainerCallback
-from transformers.integrations import DVCLiveCallback
-from transformers.trainer_utils import SchedulerType, get_last_checkpoint
-from trl import SFTConfig, SFTTrainer
+from transformers.trainer_utils import get_last_checkpoint
+from trl import SFTConfig
 
-from prunetune.config import PrunetuneError, require, require_int
-
-IGNORE_INDEX = -100
-LORA_BIASES = ("none", "all", "lora_only")
-LOSS_WEIGHTINGS = ("token", "example")
-
+from prunetune.config import PrunetuneError, require
+from prunetune.models import load_model, pick_device, read_meta, staged_dir, write_model_files
+from prunetune.params import LoraParams, TrainParams, as_section
+from prunetune.trainers import (
+    IGNORE_INDEX,
+    DistillationTrainer,
+    DVCLiveStepCallback,
+    ExampleWeightedLoss,
+    HealingTrainer,
+    distillation_teacher,
+    load_teacher,
+)
 
 # ---------------------------------------------------------------- params
-
-
-def _require_number(cfg: dict[str, Any], key: str, prefix: str, low: float, high: float = math.inf) -> float:
-    value = cfg.get(key)
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and low <= value <= high
-    require(ok, f"{prefix}.{key}", f"must be a number in [{low}, {high}], got {value!r}")
-    return float(value)
 
 
 def linear_module_names(model: torch.nn.Module) -> set[str]:
     """The short names (q_proj, down_proj, ...) of the model's linear layers: what LoRA can target."""
     return {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
-
-
-def check_lora_params(cfg: dict[str, Any], model: torch.nn.Module) -> None:
-    require_int(cfg, "r", "lora", minimum=1)
-    _require_number(cfg, "alpha", "lora", 1e-9)
-    _require_number(cfg, "dropout", "lora", 0.0, 0.999)
-    require(cfg.get("bias") in LORA_BIASES, "lora.bias", f"must be one of {LORA_BIASES}, got {cfg.get('bias')!r}")
-    require(isinstance(cfg.get("use_rslora"), bool), "lora.use_rslora", "must be true or false")
-    targets = cfg.get("target_modules")
-    require(
-        isinstance(targets, list) and targets and all(isinstance(t, str) for t in targets),
-        "lora.target_modules",
-        f"must be a non-empty list of module names, got {targets!r}",
-    )
-    available = linear_module_names(model)
-    unknown = sorted(set(targets) - available)
-    require(not unknown, "lora.target_modules", f"names {unknown}, not linear layers of this model {sorted(available)}")
-
-
-def check_train_params(cfg: dict[str, Any]) -> None:
-    _require_number(cfg, "learning_rate", "train", 1e-12)
-    schedulers = [s.value for s in SchedulerType]
-    require(cfg.get("scheduler") in schedulers, "train.scheduler", f"must be one of {schedulers}")
-    _require_number(cfg, "warmup_ratio", "train", 0.0, 0.999)
-    _require_number(cfg, "weight_decay", "train", 0.0)
-    for key in ("batch_size", "gradient_accumulation_steps", "eval_steps", "early_stopping_patience", "max_seq_length"):
-        require_int(cfg, key, "train", minimum=1)
-    require_int(cfg, "num_processes", "train", minimum=1)
-    require_int(cfg, "seed", "train", minimum=0)
-    require_int(cfg, "max_steps", "train", minimum=-1)
-    _require_number(cfg, "max_epochs", "train", 1e-9)
-    weighting = cfg.get("loss_weighting", "token")
-    require(
-        weighting in LOSS_WEIGHTINGS, "train.loss_weighting", f"must be one of {LOSS_WEIGHTINGS}, got {weighting!r}"
-    )
-    require(
-        weighting == "token" or cfg.get("method", "lora") == "lora",
-        "train.loss_weighting",
-        "example weighting is for train.method lora; kd averages over tokens (set loss_weighting: token)",
-    )
-    from prunetune.distill import check_kd_params  # distill builds on this module
-
-    check_kd_params(cfg)
 
 
 # ---------------------------------------------------------------- data
@@ -115,75 +69,7 @@ def build_dataset(examples: list[dict[str, Any]], tokenizer: Any, max_seq_length
     return Dataset.from_list(rows), too_long
 
 
-# ---------------------------------------------------------------- trainer pieces
-
-
-def per_example_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each example's mean negative log-likelihood over its labelled tokens, and which examples have any."""
-    targets = labels[:, 1:]
-    answer = targets != IGNORE_INDEX
-    token_nll = torch.nn.functional.cross_entropy(
-        logits[:, :-1].float().transpose(1, 2), targets.clamp(min=0), reduction="none"
-    )
-    counts = answer.sum(dim=1)
-    return (token_nll * answer).sum(dim=1) / counts.clamp(min=1), counts > 0
-
-
-class ExampleWeightedLoss:
-    """compute_loss_func that weighs every example equally, whatever its answer's length.
-
-    Per-token averaging lets long answers dominate: in the sample corpus type answers are 4% of the answer tokens,
-    so a short task barely trains. Training: the micro-batch mean divided by the accumulation steps and the
-    processes (the Trainer neither divides nor averages a compute_loss_func's loss: it multiplies by the process
-    count); evaluation (num_items_in_batch None): the plain mean. Builds float logits over the whole vocabulary,
-    so it suits small vocabularies; the real study keeps loss_weighting: token (TRL's fused path)."""
-
-    def __init__(self, accumulation_steps: int, processes: int):
-        self.scale = accumulation_steps * processes
-
-    def __call__(self, outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> torch.Tensor:
-        per_example, has_answer = per_example_nll(outputs.logits, labels)
-        loss = per_example[has_answer].sum() / has_answer.sum().clamp(min=1)
-        return loss if num_items_in_batch is None else loss / self.scale
-
-
-class HealingTrainer(SFTTrainer):
-    """SFTTrainer that stops on a non-finite loss instead of writing a broken model."""
-
-    def training_step(self, model, inputs, num_items_in_batch=None):
-        loss = super().training_step(model, inputs, num_items_in_batch)
-        if not torch.isfinite(loss).all():
-            raise PrunetuneError(
-                f"train: the loss became {loss.item()} at step {self.state.global_step + 1}; no model was written "
-                "(lower train.learning_rate or check the data)"
-            )
-        return loss
-
-
-class DVCLiveStepCallback(DVCLiveCallback):
-    """DVCLiveCallback with clean curve names (train/loss, eval/loss, ...), the trainer's global step on the
-    x axis so train and eval points line up, and the history replayed after a resume so curves stay whole."""
-
-    CURVES = ("loss", "mean_token_accuracy", "entropy", "grad_norm", "learning_rate", "kd_kl", "kd_ce")
-
-    def setup(self, args, state, model):
-        self._initialized = True  # the Live is ours; no params.yaml dump of every TrainingArguments field
-
-    def on_train_begin(self, args, state, control, model=None, **kwargs):
-        if state.is_world_process_zero:
-            for logs in state.log_history:  # non-empty only when resuming
-                self._log(logs["step"], logs)
-
-    def on_log(self, args, state, control, model=None, logs=None, **kwargs):
-        if state.is_world_process_zero:
-            self._log(state.global_step, logs)
-
-    def _log(self, step: int, logs: dict[str, Any]) -> None:
-        self.live.step = step
-        for key, value in logs.items():
-            split, name = ("eval", key[5:]) if key.startswith("eval_") else ("train", key)
-            if name in self.CURVES:
-                self.live.log_metric(f"{split}/{name}", value)
+# ---------------------------------------------------------------- run bookkeeping
 
 
 def run_fingerprint(*parts: Any) -> str:
@@ -206,47 +92,47 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def lora_config(cfg: dict[str, Any]) -> LoraConfig:
-    """peft's LoraConfig from params.yaml's lora section (checked by check_lora_params)."""
+def lora_config(cfg: LoraParams) -> LoraConfig:
+    """peft's LoraConfig from params.yaml's lora section."""
     return LoraConfig(
-        r=cfg["r"],
-        lora_alpha=cfg["alpha"],
-        lora_dropout=cfg["dropout"],
-        target_modules=cfg["target_modules"],
-        bias=cfg["bias"],
-        use_rslora=cfg["use_rslora"],
+        r=cfg.r,
+        lora_alpha=cfg.alpha,
+        lora_dropout=cfg.dropout,
+        target_modules=list(cfg.target_modules),
+        bias=cfg.bias,
+        use_rslora=cfg.use_rslora,
         task_type="CAUSAL_LM",
     )
 
 
-def sft_config(cfg: dict[str, Any], scratch_dir: Path, device: torch.device) -> SFTConfig:
+def sft_config(cfg: TrainParams, scratch_dir: Path, device: torch.device) -> SFTConfig:
     on_gpu = device.type == "cuda"
     return SFTConfig(
         output_dir=str(scratch_dir),
-        learning_rate=cfg["learning_rate"],
-        lr_scheduler_type=cfg["scheduler"],
-        warmup_steps=cfg["warmup_ratio"],
-        weight_decay=cfg["weight_decay"],
-        per_device_train_batch_size=cfg["batch_size"],
-        per_device_eval_batch_size=cfg["batch_size"],
-        gradient_accumulation_steps=cfg["gradient_accumulation_steps"],
-        num_train_epochs=cfg["max_epochs"],
-        max_steps=cfg["max_steps"],
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.scheduler,
+        warmup_steps=cfg.warmup_ratio,
+        weight_decay=cfg.weight_decay,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        num_train_epochs=cfg.max_epochs,
+        max_steps=cfg.max_steps,
         eval_strategy="steps",
-        eval_steps=cfg["eval_steps"],
+        eval_steps=cfg.eval_steps,
         eval_on_start=True,
         save_strategy="steps",
-        save_steps=cfg["eval_steps"],
+        save_steps=cfg.eval_steps,
         save_total_limit=2,
         load_best_model_at_end=True,
         metric_for_best_model="eval_loss",
         greater_is_better=False,
-        logging_steps=cfg["logging_steps"],
-        seed=cfg["seed"],
-        data_seed=cfg["seed"],
-        max_length=cfg["max_seq_length"],
+        logging_steps=cfg.logging_steps,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        max_length=cfg.max_seq_length,
         train_sampling_strategy="group_by_length",
-        activation_checkpointing=cfg["gradient_checkpointing"],
+        activation_checkpointing=cfg.gradient_checkpointing,
         bf16=on_gpu and torch.cuda.is_bf16_supported(),
         fp16=False,
         use_cpu=not on_gpu,
@@ -266,6 +152,13 @@ def _first_and_best_eval_loss(log_history: list[dict[str, Any]]) -> tuple[float 
     return (losses[0], min(losses)) if losses else (None, None)
 
 
+def _tokens_seen(checkpoint: str | None) -> int:
+    """The input tokens a checkpoint's run had seen (0 without one): what a resumed run starts counting from."""
+    if checkpoint is None:
+        return 0
+    return int(json.loads((Path(checkpoint) / "trainer_state.json").read_text())["num_input_tokens_seen"])
+
+
 def _sort_target_modules(adapter_config: Path) -> None:
     """peft writes target_modules from a set, in hash order; sorted, the same run gives the same bytes."""
     config = json.loads(adapter_config.read_text())
@@ -276,8 +169,8 @@ def _sort_target_modules(adapter_config: Path) -> None:
 
 def finetune(
     model_dir: Path,
-    lora_cfg: dict[str, Any],
-    train_cfg: dict[str, Any],
+    lora_cfg: LoraParams | dict[str, Any],
+    train_cfg: TrainParams | dict[str, Any],
     train_examples: list[dict[str, Any]],
     val_examples: list[dict[str, Any]],
     out_dir: Path,
@@ -285,19 +178,15 @@ def finetune(
     scratch_dir: Path,
 ) -> dict[str, Any] | None:
     """LoRA-heal the model in model_dir; write adapter + merged model and dvclive logs (rank 0). Returns the summary."""
-    from dvclive import Live
+    from dvclive import Live  # its import is slow: only when a model is trained
 
-    from prunetune.models import load_model, pick_device, read_meta, staged_dir, write_model_files
-
-    check_train_params(train_cfg)
+    lora_cfg, train_cfg = as_section(LoraParams, lora_cfg), as_section(TrainParams, train_cfg)
     device = pick_device()
     model, tokenizer = load_model(model_dir, device=device, param=str(model_dir))
-    check_lora_params(lora_cfg, model)
-    from prunetune.distill import DistillationTrainer, distillation_teacher, load_teacher
-
+    lora_cfg.check_targets(linear_module_names(model))
     teacher_dir = distillation_teacher(train_cfg, read_meta(model_dir))  # kd heals pruned models only
     teacher = load_teacher(teacher_dir, tokenizer, model, device) if teacher_dir else None
-    max_length = train_cfg["max_seq_length"]
+    max_length = train_cfg.max_seq_length
     train_data, train_too_long = build_dataset(train_examples, tokenizer, max_length)
     val_data, val_too_long = build_dataset(val_examples, tokenizer, max_length)
     for name, data, dropped in (("train", train_data, train_too_long), ("val", val_data, val_too_long)):
@@ -306,14 +195,14 @@ def finetune(
     args = sft_config(train_cfg, scratch_dir, device)
     teacher_meta = [read_meta(teacher_dir)] if teacher_dir else []
     fingerprint = run_fingerprint(
-        lora_cfg, train_cfg, train_examples, val_examples, read_meta(model_dir), *teacher_meta
+        lora_cfg.to_dict(), train_cfg.to_dict(), train_examples, val_examples, read_meta(model_dir), *teacher_meta
     )
     with args.main_process_first(desc="prepare scratch dir"):
         resume_from = prepare_scratch(scratch_dir, fingerprint)
     args.eval_on_start = resume_from is None  # a resumed run has its first evaluation in its history already
 
     callbacks: list[TrainerCallback] = [
-        EarlyStoppingCallback(early_stopping_patience=train_cfg["early_stopping_patience"])
+        EarlyStoppingCallback(early_stopping_patience=train_cfg.early_stopping_patience)
     ]
     live = None
     if args.process_index == 0:
@@ -324,8 +213,8 @@ def finetune(
     trainer_class, kd_args = HealingTrainer, {}
     if teacher is not None:
         trainer_class = DistillationTrainer
-        kd_args = {"teacher": teacher, "kd_alpha": train_cfg["kd_alpha"], "kd_temperature": train_cfg["kd_temperature"]}
-    if train_cfg.get("loss_weighting", "token") == "example":
+        kd_args = {"teacher": teacher, "kd_alpha": train_cfg.kd_alpha, "kd_temperature": train_cfg.kd_temperature}
+    if train_cfg.loss_weighting == "example":
         kd_args["compute_loss_func"] = ExampleWeightedLoss(args.gradient_accumulation_steps, args.world_size)
     trainer = trainer_class(
         model=model,
@@ -337,8 +226,9 @@ def finetune(
         callbacks=callbacks,
         **kd_args,
     )
+    tokens_before = _tokens_seen(resume_from)
     started = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=resume_from)
+    trainer.train(resume_from_checkpoint=resume_from)
     wall_s = time.perf_counter() - started
     if args.process_index != 0:
         return None
@@ -354,8 +244,8 @@ def finetune(
         "steps": state.global_step,
         "epochs": state.epoch,
         "train_tokens": state.num_input_tokens_seen,
-        "tokens_per_s": result.metrics.get("train_tokens_per_second")
-        or (state.num_input_tokens_seen / wall_s if wall_s else None),
+        # this run's tokens over this run's time: a resumed run neither counts the killed run's tokens nor its time
+        "tokens_per_s": (state.num_input_tokens_seen - tokens_before) / wall_s if wall_s else None,
         "wall_s": wall_s,
         "resumed_from_step": int(resume_from.rsplit("-", 1)[-1]) if resume_from else 0,
         "stopped_early": state.global_step < state.max_steps,
@@ -367,7 +257,8 @@ def finetune(
     live.make_summary()
 
     peft_model = trainer.model
-    meta = {**read_meta(model_dir), "finetuned_from": str(model_dir), "lora": lora_cfg, "train": train_cfg}
+    meta = {**read_meta(model_dir), "finetuned_from": str(model_dir), "lora": lora_cfg.to_dict()}
+    meta["train"] = train_cfg.to_dict()
     meta["healing"] = {"method": "kd", "teacher": str(teacher_dir)} if teacher_dir else {"method": "lora"}
     with staged_dir(out_dir) as directory:
         peft_model.save_pretrained(directory / "adapter")

@@ -1,28 +1,28 @@
-"""compare stage: the four variants' metrics and predictions -> metrics/comparison.json + reports/comparison.md."""
+"""compare stage: the four variants' metrics and predictions -> the comparison's metrics and Markdown report.
+
+    python stages/compare.py EVAL_DIR QA_DIR PREDICTIONS_DIR METRICS REPORT
+
+Reads EVAL_DIR/VARIANT.json, QA_DIR/VARIANT.json, PREDICTIONS_DIR/VARIANT.jsonl and PREDICTIONS_DIR/qa_VARIANT.jsonl
+(the eval and qa stages' outputs) for every variant.
+"""
 
 from pathlib import Path
 
 from prunetune.comparison import compare, example_counts, load_inputs, render_markdown, significant_columns
-from prunetune.config import load_params, run_stage, section
-from prunetune.data import write_json
-from prunetune.metrics import check_ci_method
+from prunetune.config import run_stage, stage_args
+from prunetune.jsonio import write_json
+from prunetune.params import EvalParams, load_section
 
 
 def main() -> None:
-    cfg = section(load_params(), "eval")
-    eval_metrics, qa_metrics, predictions, qa_predictions = load_inputs()
-    check_ci_method(cfg, "eval")
+    names = ("EVAL_DIR", "QA_DIR", "PREDICTIONS_DIR", "METRICS", "REPORT")
+    eval_dir, qa_dir, predictions_dir, metrics_file, report = map(Path, stage_args(*names))
+    cfg = load_section(EvalParams)
+    eval_metrics, qa_metrics, predictions, qa_predictions = load_inputs(eval_dir, qa_dir, predictions_dir)
     comparison = compare(
-        eval_metrics,
-        qa_metrics,
-        predictions,
-        qa_predictions,
-        cfg["bootstrap_resamples"],
-        cfg["seed"],
-        cfg.get("ci_method", "percentile"),
+        eval_metrics, qa_metrics, predictions, qa_predictions, cfg.bootstrap_resamples, cfg.seed, cfg.ci_method
     )
-    write_json(Path("metrics/comparison.json"), comparison)
-    report = Path("reports/comparison.md")
+    write_json(metrics_file, comparison)
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(render_markdown(comparison, example_counts(predictions, qa_predictions)))
     for pair, columns in significant_columns(comparison).items():

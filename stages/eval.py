@@ -1,34 +1,35 @@
-"""eval@VARIANT stage: the variant's model on the test split -> metrics/eval/VARIANT.json + predictions."""
+"""eval@VARIANT stage: a model on the test split -> its metrics, per-example predictions and generation counts.
 
-import sys
+    python stages/eval.py MODEL_DIR SPLIT_DIR METRICS PREDICTIONS REPORT
+
+The test split is SPLIT_DIR/test.jsonl; the train split (SPLIT_DIR/train.jsonl) gives the majority-type baseline.
+"""
+
 from pathlib import Path
 
-from prunetune.config import PrunetuneError, load_params, run_stage, section
-from prunetune.data import read_jsonl, write_json, write_jsonl
+from prunetune.config import run_stage, stage_args
 from prunetune.efficiency import model_size
-from prunetune.evaluation import check_eval_params, evaluate
+from prunetune.evaluation import evaluate
+from prunetune.jsonio import read_jsonl, write_json, write_jsonl
 from prunetune.metrics import check_bertscore_model
 from prunetune.models import load_model
+from prunetune.params import EvalParams, load_section
 
 
 def main() -> None:
-    if len(sys.argv) != 3:
-        raise PrunetuneError(f"usage: python {sys.argv[0]} VARIANT MODEL_DIR")
-    variant, model_dir = sys.argv[1], Path(sys.argv[2])
-    cfg = section(load_params(), "eval")
-    check_eval_params(cfg)
-    test_examples = read_jsonl("data/processed/test.jsonl")
-    check_bertscore_model(cfg["bertscore_model"])
+    names = ("MODEL_DIR", "SPLIT_DIR", "METRICS", "PREDICTIONS", "REPORT")
+    model_dir, split_dir, metrics_file, predictions_file, report_file = map(Path, stage_args(*names))
+    cfg = load_section(EvalParams)
+    test_examples = read_jsonl(split_dir / "test.jsonl")
+    check_bertscore_model(cfg.bertscore_model)
     model, tokenizer = load_model(model_dir, param=str(model_dir))
-    metrics, predictions, counts = evaluate(
-        model, tokenizer, test_examples, read_jsonl("data/processed/train.jsonl"), cfg
-    )
+    metrics, predictions, counts = evaluate(model, tokenizer, test_examples, read_jsonl(split_dir / "train.jsonl"), cfg)
     metrics["efficiency"] = model_size(model, model_dir)  # speed: the speed@PAIR stages
-    write_json(Path(f"metrics/eval/{variant}.json"), metrics)
-    write_json(Path(f"reports/eval/{variant}.json"), counts)
-    write_jsonl(Path(f"predictions/{variant}.jsonl"), predictions)
+    write_json(metrics_file, metrics)
+    write_json(report_file, counts)
+    write_jsonl(predictions_file, predictions)
     hits = ", ".join(f"{task} {n}/{counts['examples'][task]}" for task, n in counts["hit_max_new_tokens"].items())
-    print(f"eval@{variant}: perplexity {metrics['perplexity']:.2f}; generations that hit max_new_tokens: {hits}")
+    print(f"eval {model_dir}: perplexity {metrics['perplexity']:.2f}; generations that hit max_new_tokens: {hits}")
 
 
 if __name__ == "__main__":

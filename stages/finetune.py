@@ -1,7 +1,9 @@
-"""finetune_full / finetune_pruned stage: one script, one code path; the variant only picks the input model.
+"""finetune_full / finetune_pruned stage: one script, one code path; the stages differ only in their paths.
 
-    python stages/finetune.py full|pruned
+    python stages/finetune.py MODEL_DIR SPLIT_DIR OUT_DIR METRICS_DIR
 
+LoRA-heals MODEL_DIR on SPLIT_DIR/train.jsonl (val.jsonl for evaluation and early stopping) into OUT_DIR, with the
+dvclive curves and summary in METRICS_DIR; checkpoints of an unfinished run stay in scratch/finetune_<OUT_DIR name>.
 With train.num_processes > 1 it relaunches itself under torchrun (DDP); rank 0 logs and writes.
 """
 
@@ -9,36 +11,34 @@ import os
 import sys
 from pathlib import Path
 
-from prunetune.config import PrunetuneError, load_params, run_stage, section
-from prunetune.data import read_jsonl
+from prunetune.config import run_stage, stage_args
+from prunetune.jsonio import read_jsonl
+from prunetune.params import LoraParams, TrainParams, load_section
 from prunetune.training import finetune
-
-INPUT_MODELS = {"full": Path("models/base"), "pruned": Path("models/pruned")}
 
 
 def main() -> None:
-    variant = sys.argv[1] if len(sys.argv) > 1 else ""
-    if variant not in INPUT_MODELS:
-        raise PrunetuneError(f"usage: python stages/finetune.py {'|'.join(INPUT_MODELS)} (got {variant!r})")
-    params = load_params()
-    train_cfg = section(params, "train")
-    processes = train_cfg.get("num_processes", 1)
-    if isinstance(processes, int) and processes > 1 and "LOCAL_RANK" not in os.environ:
+    model_dir, split_dir, out_dir, metrics_dir = map(
+        Path, stage_args("MODEL_DIR", "SPLIT_DIR", "OUT_DIR", "METRICS_DIR")
+    )
+    train_cfg, lora_cfg = load_section(TrainParams), load_section(LoraParams)
+    processes = train_cfg.num_processes
+    if processes > 1 and "LOCAL_RANK" not in os.environ:
         torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
         os.execv(sys.executable, [*torchrun, *sys.argv])
     summary = finetune(
-        model_dir=INPUT_MODELS[variant],
-        lora_cfg=section(params, "lora"),
+        model_dir=model_dir,
+        lora_cfg=lora_cfg,
         train_cfg=train_cfg,
-        train_examples=read_jsonl("data/processed/train.jsonl"),
-        val_examples=read_jsonl("data/processed/val.jsonl"),
-        out_dir=Path(f"models/ft_{variant}"),
-        metrics_dir=Path(f"metrics/train/{variant}"),
-        scratch_dir=Path(f"scratch/finetune_{variant}"),
+        train_examples=read_jsonl(split_dir / "train.jsonl"),
+        val_examples=read_jsonl(split_dir / "val.jsonl"),
+        out_dir=out_dir,
+        metrics_dir=metrics_dir,
+        scratch_dir=Path("scratch") / f"finetune_{out_dir.name}",
     )
     if summary:
         print(
-            f"finetune_{variant}: {summary['steps']} steps, val loss {summary['first_val_loss']:.3f} -> "
+            f"finetune -> {out_dir}: {summary['steps']} steps, val loss {summary['first_val_loss']:.3f} -> "
             f"best {summary['best_val_loss']:.3f}, {summary['tokens_per_s']:.0f} tokens/s, {summary['wall_s']:.1f} s"
             + (" (stopped early)" if summary["stopped_early"] else "")
         )

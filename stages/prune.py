@@ -1,42 +1,45 @@
-"""prune stage: models/base -> models/pruned/ (a standalone HF model) + metrics/prune.json (every layer scored)."""
+"""prune stage: BASE_DIR -> OUT_DIR (a standalone HF model) + METRICS (every layer scored).
+
+    python stages/prune.py BASE_DIR TRAIN_SPLIT OUT_DIR METRICS
+
+Calibration texts come from the train split only.
+"""
 
 from pathlib import Path
 
 from transformers import AutoConfig
 
-from prunetune.config import load_params, run_stage, section
-from prunetune.data import read_jsonl, write_json
+from prunetune.config import run_stage, stage_args
+from prunetune.jsonio import read_jsonl, write_json
 from prunetune.models import check_causal_lm_dir, count_parameters, load_model, read_meta, save_model
+from prunetune.params import PruneParams, load_section
 from prunetune.pruning import (
     calibration_texts,
-    check_calibration_params,
-    check_prune_params,
     measure_layers,
     remove_layers,
     resolve_removed_layers,
 )
 
-BASE_DIR, OUT_DIR, METRICS = Path("models/base"), Path("models/pruned"), Path("metrics/prune.json")
-TRAIN_SPLIT = Path("data/processed/train.jsonl")  # calibration texts come from the train split only
-
 
 def main() -> None:
-    cfg = section(load_params(), "prune")
-    check_causal_lm_dir(BASE_DIR, param="models/base")
-    layers_before = AutoConfig.from_pretrained(BASE_DIR).num_hidden_layers
-    check_prune_params(cfg, layers_before)
-    check_calibration_params(cfg)
-    texts = calibration_texts(read_jsonl(TRAIN_SPLIT), cfg)
+    base_dir, train_split, out_dir, metrics_file = map(
+        Path, stage_args("BASE_DIR", "TRAIN_SPLIT", "OUT_DIR", "METRICS")
+    )
+    cfg = load_section(PruneParams)
+    check_causal_lm_dir(base_dir, param=str(base_dir))
+    layers_before = AutoConfig.from_pretrained(base_dir).num_hidden_layers
+    cfg.check_layers(layers_before)
+    texts = calibration_texts(read_jsonl(train_split), cfg)
 
-    model, tokenizer = load_model(BASE_DIR, param="models/base")
+    model, tokenizer = load_model(base_dir, param=str(base_dir))
     params_before = count_parameters(model)
-    stats = measure_layers(model, tokenizer, texts, cfg["calibration_max_tokens"], cfg["calibration_batch_size"])
+    stats = measure_layers(model, tokenizer, texts, cfg.calibration_max_tokens, cfg.calibration_batch_size)
     removed_layers = resolve_removed_layers(cfg, layers_before, stats)
     remove_layers(model, removed_layers)
     params_after = count_parameters(model)
-    save_model(model, tokenizer, OUT_DIR, {**read_meta(BASE_DIR), "removed_layers": removed_layers})
+    save_model(model, tokenizer, out_dir, {**read_meta(base_dir), "removed_layers": removed_layers})
     metrics = {
-        "method": cfg["method"],
+        "method": cfg.method,
         "removed_layers": removed_layers,
         "layers_before": layers_before,
         "layers_after": layers_before - len(removed_layers),
@@ -47,11 +50,11 @@ def main() -> None:
         "calibration_tokens": stats.tokens,
         "layer_scores": stats.block_influence(),  # Block Influence of every original layer, whatever the method
     }
-    if cfg["method"] == "angular":
-        metrics["block_distances"] = stats.block_distances(cfg["n_layers"])  # indexed by the block's first layer
-    write_json(METRICS, metrics)
+    if cfg.method == "angular":
+        metrics["block_distances"] = stats.block_distances(cfg.n_layers)  # indexed by the block's first layer
+    write_json(metrics_file, metrics)
     print(
-        f"prune ({cfg['method']}): removed layers {removed_layers}: {layers_before} -> {metrics['layers_after']} "
+        f"prune ({cfg.method}): removed layers {removed_layers}: {layers_before} -> {metrics['layers_after']} "
         f"layers, {params_before:,} -> {params_after:,} parameters ({stats.tokens:,} calibration tokens)"
     )
 

@@ -1,28 +1,32 @@
-"""qa@VARIANT stage: the variant's model on the QA set -> metrics/qa/VARIANT.json + predictions/qa_VARIANT.jsonl."""
+"""qa@VARIANT stage: a model on the QA set (qa.path) -> its metrics and one prediction row per question.
 
-import sys
+    python stages/qa.py MODEL_DIR SPLIT_DIR METRICS PREDICTIONS
+
+SPLIT_DIR's train/val/test.jsonl say which split each question's source article is in (the held-out headline).
+"""
+
 from pathlib import Path
 
-from prunetune.config import PrunetuneError, load_params, run_stage, section
-from prunetune.data import write_json, write_jsonl
+from prunetune.config import run_stage, stage_args
+from prunetune.jsonio import write_json, write_jsonl
 from prunetune.models import load_model
-from prunetune.qa import SPLITS, check_qa_params, evaluate_qa, load_qa, split_membership
+from prunetune.params import QaParams, load_section
+from prunetune.qa import SPLITS, evaluate_qa, load_qa, split_membership
 
 
 def main() -> None:
-    if len(sys.argv) != 3:
-        raise PrunetuneError(f"usage: python {sys.argv[0]} VARIANT MODEL_DIR")
-    variant, model_dir = sys.argv[1], Path(sys.argv[2])
-    cfg = section(load_params(), "qa")
-    check_qa_params(cfg)
-    questions = load_qa(cfg["path"])
-    membership = split_membership({split: f"data/processed/{split}.jsonl" for split in SPLITS})
+    model_dir, split_dir, metrics_file, predictions_file = map(
+        Path, stage_args("MODEL_DIR", "SPLIT_DIR", "METRICS", "PREDICTIONS")
+    )
+    cfg = load_section(QaParams)
+    questions = load_qa(cfg.path)
+    membership = split_membership({split: split_dir / f"{split}.jsonl" for split in SPLITS})
     model, tokenizer = load_model(model_dir, param=str(model_dir))
     metrics, records = evaluate_qa(model, tokenizer, questions, cfg, membership)
-    write_json(Path(f"metrics/qa/{variant}.json"), metrics)
-    write_jsonl(Path(f"predictions/qa_{variant}.jsonl"), records)
+    write_json(metrics_file, metrics)
+    write_jsonl(predictions_file, records)
     headline = f"{metrics['n_headline']} questions, {metrics['headline_set']}"
-    print(f"qa@{variant}: accuracy {metrics['accuracy']:.3f} on {headline}")
+    print(f"qa {model_dir}: accuracy {metrics['accuracy']:.3f} on {headline}")
 
 
 if __name__ == "__main__":

@@ -1,18 +1,22 @@
-"""split stage: corpus -> data/processed/{train,val,test}.jsonl + report.json."""
+"""split stage: corpus -> OUT_DIR/{train,val,test}.jsonl + OUT_DIR/report.json.
+
+python stages/split.py OUT_DIR
+"""
 
 from pathlib import Path
 
-from prunetune.config import load_params, run_stage, section
-from prunetune.data import prepare_corpus, write_json, write_jsonl
-
-OUT_DIR = Path("data/processed")
+from prunetune.config import run_stage, stage_args
+from prunetune.data import prepare_corpus
+from prunetune.jsonio import write_json, write_jsonl
+from prunetune.params import DataParams, load_section
 
 
 def main() -> None:
-    examples, report = prepare_corpus(section(load_params(), "data"))
+    (out_dir,) = map(Path, stage_args("OUT_DIR"))
+    examples, report = prepare_corpus(load_section(DataParams))
     for split, rows in examples.items():
-        write_jsonl(OUT_DIR / f"{split}.jsonl", rows)
-    write_json(OUT_DIR / "report.json", report)
+        write_jsonl(out_dir / f"{split}.jsonl", rows)
+    write_json(out_dir / "report.json", report)
     dropped = ", ".join(f"{k} {v}" for k, v in report["dropped"].items() if v) or "none"
     print(
         f"split: {report['articles_kept']} of {report['lines']} articles kept (dropped: {dropped}); "

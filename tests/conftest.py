@@ -1,9 +1,13 @@
 import json
 import random
+import shlex
 from pathlib import Path
 
 import pytest
+import yaml
 from transformers import LlamaConfig
+
+ROOT = Path(__file__).resolve().parents[1]
 
 TYPES = ["Press Release", "Press Kit", "Speech", "Fact & Figures"]
 WORDS = (
@@ -137,3 +141,30 @@ def small_llama_config(layers: int, vocab_size: int = 512) -> LlamaConfig:
         num_key_value_heads=2,
         tie_word_embeddings=True,
     )
+
+
+def expanded_stages(dvc_yaml: Path = ROOT / "dvc.yaml") -> dict[str, dict]:
+    """Every stage, foreach stages once per item with ${key} and ${item.*} filled in (params left as they are)."""
+    stages = {}
+    for name, stage in yaml.safe_load(dvc_yaml.read_text())["stages"].items():
+        if "foreach" not in stage:
+            stages[name] = stage
+            continue
+        for key, item in stage["foreach"].items():
+            text = yaml.safe_dump(stage["do"])
+            text = text.replace("${key}", key)
+            for field, value in item.items():
+                text = text.replace(f"${{item.{field}}}", value)
+            stages[f"{name}@{key}"] = yaml.safe_load(text)
+    return stages
+
+
+def stage_command(name: str) -> list[str]:
+    """A stage's command (expanded, as `dvc repro` runs it), split into arguments: ["python", script, *args]."""
+    return shlex.split(expanded_stages()[name]["cmd"])
+
+
+def stage_argv(name: str, python: str) -> list[str]:
+    """What to run for a stage in a test: this interpreter, the script by its absolute path, dvc.yaml's arguments."""
+    _, script, *args = stage_command(name)
+    return [python, str(ROOT / script), *args]

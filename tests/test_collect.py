@@ -17,18 +17,13 @@ from conftest import data_cfg, make_article, write_corpus
 
 import prunetune.collect as collect_module
 from prunetune.cli import main as cli_main
-from prunetune.collect import (
-    FetchError,
-    collect_articles,
-    open_output,
-    parse_detail,
-    parse_html,
-    parse_listing,
-    retry_after_seconds,
-    unknown_types_note,
-)
+from prunetune.collect import collect_articles, open_output, unknown_types_note
 from prunetune.config import PrunetuneError
-from prunetune.data import prepare_corpus, read_articles
+from prunetune.corpus import read_articles
+from prunetune.data import prepare_corpus
+from prunetune.htmltree import parse_html
+from prunetune.politehttp import FetchError, retry_after_seconds
+from prunetune.pressclub import parse_detail, parse_listing
 
 FIXTURES = Path(__file__).parent / "fixtures" / "pressclub"
 TYPES = ["Press Release", "Press Kit", "Speech", "Fact & Figures"]
@@ -406,6 +401,18 @@ def test_cli_unreachable_site_ends_in_one_error_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert caught.value.code == 1 and err.count("\n") == 1
     assert err.startswith(f"error: {base}/global/article: ") and "refused" in err and "to resume" in err
+
+
+def test_a_refused_connection_fails_at_once_but_a_timeout_or_5xx_is_retried(site, tmp_path):
+    slept = []
+    base = f"http://127.0.0.1:{closed_port()}"
+    started = time.monotonic()
+    with pytest.raises(FetchError, match=r"/global/article: .*refused.*is --base-url right"):
+        collect_articles(tmp_path / "a.jsonl", 1, base, **{**FAST, "retries": 4}, sleep=slept.append)
+    assert slept == [] and time.monotonic() - started < 5  # no backoff: nothing listens there
+
+    report = collect_articles(tmp_path / "b.jsonl", 100, site.base_url, **FAST, sleep=slept.append)
+    assert report.retries == 2 and len(slept) == 2  # the site's 503 and its too-slow answer: each backed off once
 
 
 def test_unknown_types_are_pointed_out(tmp_path):

@@ -8,10 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
+from conftest import stage_argv
 
 from prunetune.comparison import PAIRS, VARIANTS, compare, healing, healing_sentence, render_markdown
 from prunetune.config import PrunetuneError
-from prunetune.metrics import check_ci_method
+from prunetune.params import EvalParams
 from prunetune.plots import layer_rows, training_rows
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -202,22 +204,21 @@ def write_fixture_workspace(path: Path) -> None:
         speed = {"batch_size": 8, "ideal_speedup": 1.05, "full": {"decode_tokens_per_s_b1": 100.0,
                  "decode_tokens_per_s_b8": 800.0}, "pruned": {"decode_tokens_per_s_b1": 104.0,
                  "decode_tokens_per_s_b8": pruned_b8}}  # fmt: skip
-        speed.update(decode_speedup_b1=1.04, decode_speedup_b8=pruned_b8 / 800, decode_speedup_batched=pruned_b8 / 800)
+        speed.update(decode_speedup_b1=1.04, decode_speedup_b8=pruned_b8 / 800)
         (path / f"metrics/speed/{pair}.json").write_text(json.dumps(speed))
     for variant in ("full", "pruned"):
         for file, column in (("train/loss.tsv", "loss"), ("eval/loss.tsv", "loss")):
             tsv = path / f"metrics/train/{variant}/plots/metrics/{file}"
             tsv.parent.mkdir(parents=True, exist_ok=True)
             tsv.write_text(f"step\t{column}\n0\t3.0\n2\t2.5\n")
-    (path / "params.yaml").write_text("eval:\n  bootstrap_resamples: 200\n  seed: 0\n")
+    eval_section = {**yaml.safe_load((ROOT / "params.yaml").read_text())["eval"], "bootstrap_resamples": 200}
+    (path / "params.yaml").write_text(yaml.safe_dump({"eval": eval_section}))
 
 
 def test_compare_and_plot_stages_on_a_small_fixture(tmp_path):
     write_fixture_workspace(tmp_path)
     for stage in ("compare", "plot"):
-        result = subprocess.run(
-            [sys.executable, str(ROOT / f"stages/{stage}.py")], cwd=tmp_path, capture_output=True, text=True
-        )
+        result = subprocess.run(stage_argv(stage, sys.executable), cwd=tmp_path, capture_output=True, text=True)
         assert result.returncode == 0, result.stderr[-2000:]
     comparison = json.loads((tmp_path / "metrics/comparison.json").read_text())
     assert comparison["differences"]["ft_pruned-ft_full"]["summarization_rougeL"]["diff"] == pytest.approx(0.25)
@@ -261,11 +262,9 @@ def test_training_rows_line_up_steps_and_leave_gaps_blank(tmp_path):
 
 def test_plot_stage_names_a_missing_metrics_file(tmp_path):
     write_fixture_workspace(tmp_path)
-    subprocess.run([sys.executable, str(ROOT / "stages/compare.py")], cwd=tmp_path, check=True, capture_output=True)
+    subprocess.run(stage_argv("compare", sys.executable), cwd=tmp_path, check=True, capture_output=True)
     (tmp_path / "metrics/qa/ft_pruned.json").unlink()
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "stages/plot.py")], cwd=tmp_path, capture_output=True, text=True
-    )
+    result = subprocess.run(stage_argv("plot", sys.executable), cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("error: metrics/qa/ft_pruned.json: not found")
 
@@ -277,4 +276,4 @@ def test_bca_intervals_sit_beside_and_can_be_shown():
     text = render_markdown(comparison, {"summarization": 2, "qa": 3, "articles": 2})
     assert "(bca)" in text and "BCa intervals (bias-corrected and accelerated)" in text
     with pytest.raises(PrunetuneError, match=r"params.yaml: eval.ci_method must be one of percentile, bca"):
-        check_ci_method({"ci_method": "normal"}, "eval")
+        EvalParams.parse({**yaml.safe_load((ROOT / "params.yaml").read_text())["eval"], "ci_method": "normal"})

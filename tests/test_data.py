@@ -5,6 +5,7 @@ import pytest
 from conftest import data_cfg, make_article, write_corpus
 
 from prunetune.config import PrunetuneError
+from prunetune.corpus import read_articles
 from prunetune.data import (
     TASKS,
     article_content,
@@ -14,11 +15,10 @@ from prunetune.data import (
     deduplicate,
     parse_tags,
     prepare_corpus,
-    read_articles,
     render_tags,
     split_articles,
-    write_jsonl,
 )
+from prunetune.jsonio import read_json, read_jsonl, write_jsonl
 
 TYPES = ["Press Release", "Press Kit", "Speech", "Fact & Figures"]
 
@@ -91,6 +91,25 @@ def test_unknown_on_error_value_names_the_param(tmp_path):
 def test_missing_corpus_file_is_named(tmp_path):
     with pytest.raises(PrunetuneError, match="corpus file not found"):
         read_articles(tmp_path / "none.jsonl", TYPES)
+
+
+def test_corpus_path_naming_a_directory_says_so(tmp_path):
+    with pytest.raises(PrunetuneError, match=f"^{tmp_path}: is a directory; data.source must name a JSONL file$"):
+        read_articles(tmp_path, TYPES)
+
+
+def test_a_truncated_split_file_names_file_and_line(tmp_path):
+    path = tmp_path / "train.jsonl"
+    write_jsonl(path, [{"a": 1}, {"a": 2}])
+    assert read_jsonl(path) == [{"a": 1}, {"a": 2}]
+    path.write_bytes(path.read_bytes()[:-4])  # cut mid-line, as a killed write or a full disk leaves it
+    with pytest.raises(PrunetuneError, match=rf"^{path}:2: malformed JSON \(.*\).*rerun the stage that writes it"):
+        read_jsonl(path)
+    (tmp_path / "m.json").write_text('{"a": [1,\n')
+    with pytest.raises(PrunetuneError, match=r"m\.json:2: malformed JSON"):
+        read_json(tmp_path / "m.json")
+    with pytest.raises(PrunetuneError, match=r"none\.jsonl: not found; run the stage that writes it first"):
+        read_jsonl(tmp_path / "none.jsonl")
 
 
 # ---------------------------------------------------------------- cleaning

@@ -8,12 +8,18 @@ from conftest import LORA_TEST_CFG, TINY_TEST_CFG, TRAIN_TEST_CFG, chat_examples
 from transformers import AutoModelForCausalLM
 
 from prunetune.config import PrunetuneError
-from prunetune.distill import distillation_loss, distillation_teacher
 from prunetune.models import read_meta, save_model
+from prunetune.params import TrainParams
 from prunetune.pruning import remove_layers
-from prunetune.training import IGNORE_INDEX, build_dataset, finetune
+from prunetune.trainers import IGNORE_INDEX, distillation_teacher, distillation_terms
+from prunetune.training import build_dataset, finetune
 
 KD_CFG = {"method": "kd", "kd_alpha": 0.5, "kd_temperature": 2.0}
+
+
+def distillation_loss(student_logits, teacher_logits, labels, alpha, temperature, num_items=None):
+    """The loss DistillationTrainer.compute_loss takes: the terms' mix per answer token (or per num_items)."""
+    return distillation_terms(student_logits, teacher_logits, labels, temperature).loss(alpha, temperature, num_items)
 
 
 # ---------------------------------------------------------------- the loss
@@ -92,12 +98,14 @@ def test_kd_loss_decreases_over_a_few_steps(tiny_model):
 
 
 def test_only_pruned_models_are_distilled():
-    assert distillation_teacher({**KD_CFG, "teacher": "models/base"}, {"removed_layers": [15]}).as_posix() == (
-        "models/base"
-    )
-    assert distillation_teacher({**KD_CFG, "teacher": "models/base"}, {"source": "tiny"}) is None  # finetune_full
-    assert distillation_teacher({"method": "lora", "teacher": "models/base"}, {"removed_layers": [15]}) is None
-    assert distillation_teacher({}, {"removed_layers": [15]}) is None  # no method: lora
+    def train(**changes):
+        return TrainParams.parse({**TRAIN_TEST_CFG, **changes})
+
+    kd = train(**KD_CFG, teacher="models/base")
+    assert distillation_teacher(kd, {"removed_layers": [15]}).as_posix() == "models/base"
+    assert distillation_teacher(kd, {"source": "tiny"}) is None  # finetune_full
+    assert distillation_teacher(train(method="lora", teacher="models/base"), {"removed_layers": [15]}) is None
+    assert distillation_teacher(train(), {"removed_layers": [15]}) is None  # no method: lora
 
 
 # ---------------------------------------------------------------- a KD run

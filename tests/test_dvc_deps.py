@@ -2,8 +2,8 @@
 module, at any depth) must be a dep, or editing it would not re-run the stage.
 
 The closure is what importing the stage script loads: every import in the script, and the module-level imports
-of each prunetune module reached. An import inside a prunetune function (training.finetune's lazy models and
-distill) loads only when that function runs; a stage that calls one lists those modules by hand (finetune)."""
+of each prunetune module reached. An import inside a prunetune function loads only when that function runs; a
+stage that calls one lists those modules by hand."""
 
 import ast
 from pathlib import Path
@@ -79,13 +79,13 @@ def test_every_stage_depends_on_the_code_it_imports():
 def test_the_check_catches_a_planted_missing_dep(tmp_path):
     text = (ROOT / "dvc.yaml").read_text()
     planted = tmp_path / "dvc.yaml"
-    # drop the compare stage's metrics.py dep (comparison.py imports it)
+    # drop the compare stage's stats.py dep (comparison.py imports it)
     compare = text.index("  compare:")
     end = text.index("\n  plot:", compare)
     section = text[compare:end]
-    assert "      - prunetune/metrics.py\n" in section
-    planted.write_text(text[:compare] + section.replace("      - prunetune/metrics.py\n", "", 1) + text[end:])
-    assert missing_deps(planted) == {"compare": ["prunetune/metrics.py"]}
+    assert "      - prunetune/stats.py\n" in section
+    planted.write_text(text[:compare] + section.replace("      - prunetune/stats.py\n", "", 1) + text[end:])
+    assert missing_deps(planted) == {"compare": ["prunetune/stats.py"]}
 
 
 def test_imports_are_followed_through_modules(tmp_path):

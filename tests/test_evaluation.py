@@ -27,7 +27,7 @@ EVAL_CFG = {
     "bootstrap_resamples": 200,
     "seed": 0,
 }
-QA_CFG = {"max_new_tokens": 4, "batch_size": 3, "bootstrap_resamples": 200, "seed": 0}
+QA_CFG = {"path": "qa.json", "max_new_tokens": 4, "batch_size": 3, "bootstrap_resamples": 200, "seed": 0}
 
 
 def test_batched_generation_equals_one_at_a_time(tiny_model):
@@ -240,3 +240,28 @@ def test_sample_qa_set_loads():
 def test_bad_qa_files_name_the_question(tmp_path, questions, problem):
     with pytest.raises(PrunetuneError, match=problem):
         load_qa(write_qa(tmp_path, questions))
+
+
+def test_answer_and_answer_index_that_disagree_are_refused(tmp_path):
+    question = {"id": "q", "question": "Which?", "options": ["x", "y", "z"], "answer": "x", "answer_index": 2}
+    with pytest.raises(PrunetuneError, match=r"question 'q': answer 'x' and answer_index 2 \(C\) 'z' disagree"):
+        load_qa(write_qa(tmp_path, [question]))
+    for agreeing in ("z", "C", "c"):  # the option text, or its letter
+        loaded = load_qa(write_qa(tmp_path, [{**question, "answer": agreeing}]))[0]
+        assert loaded["answer_index"] == 2 and loaded["answer"] == agreeing
+
+
+def test_answer_index_without_answer_is_accepted(tmp_path):
+    question = {"id": "q", "question": "Which?", "options": ["x", "y", "z"], "answer_index": 1}
+    loaded = load_qa(write_qa(tmp_path, [question]))[0]
+    assert loaded["answer_index"] == 1 and loaded["answer"] == "y" and loaded["category"] == "multiple_choice"
+    factual = {"id": "f", "question": "Where?", "category": "factual", "answer_index": 1}
+    with pytest.raises(PrunetuneError, match="question 'f': missing answer"):
+        load_qa(write_qa(tmp_path, [factual]))
+
+
+def test_split_file_cut_mid_line_names_file_and_line(tmp_path):
+    path = tmp_path / "train.jsonl"
+    path.write_text('{"article_id": "a"}\n{"article_id": "b"}\n{"article_id": "c", "ta\n')
+    with pytest.raises(PrunetuneError, match=r"train\.jsonl:3: malformed JSON .*dvc repro"):
+        split_membership({"train": path})

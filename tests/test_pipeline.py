@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import stage_argv
 from transformers import AutoConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,7 +108,7 @@ def test_bad_param_fails_with_one_line(repo, tmp_path):
     (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     try:
         result = subprocess.run(
-            [sys.executable, "stages/prune.py"], cwd=path, env=env, capture_output=True, text=True, timeout=300
+            stage_argv("prune", sys.executable), cwd=path, env=env, capture_output=True, text=True, timeout=300
         )
     finally:
         run(["git", "checkout", "params.yaml"], path, env)
@@ -168,12 +169,7 @@ def test_exp_run_with_a_lora_change_reruns_only_the_fine_tune_side(repo):
 def test_real_study_config_sets_every_param_and_passes_the_checks():
     """`make study` copies configs/llama-3.2-1b.yaml over params.yaml: a section it lacks breaks dvc.yaml's
     interpolation (${qa.path}) or a stage; so it must set every param the default sets, with valid values."""
-    from prunetune.data import check_data_params
-    from prunetune.efficiency import check_speed_params
-    from prunetune.evaluation import check_eval_params
-    from prunetune.pruning import check_calibration_params, check_prune_params
-    from prunetune.qa import check_qa_params
-    from prunetune.training import check_train_params
+    from prunetune.params import load_all
 
     def key_paths(tree: dict, prefix: str = "") -> set[str]:
         paths = set()
@@ -186,10 +182,4 @@ def test_real_study_config_sets_every_param_and_passes_the_checks():
     default = yaml.safe_load((ROOT / "params.yaml").read_text())
     study = yaml.safe_load((ROOT / "configs/llama-3.2-1b.yaml").read_text())
     assert key_paths(study) == key_paths(default)
-    check_data_params(study["data"])
-    check_prune_params(study["prune"], num_layers=16)
-    check_calibration_params(study["prune"])
-    check_train_params(study["train"])
-    check_eval_params(study["eval"])
-    check_speed_params(study["speed"])
-    check_qa_params(study["qa"])
+    load_all(ROOT / "configs/llama-3.2-1b.yaml")["prune"].check_layers(16)

@@ -9,6 +9,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from conftest import stage_argv
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -75,7 +76,7 @@ def workspace(tmp_path_factory):
         shutil.copy2(ROOT / name, path / name)
     shutil.copytree(ROOT / ".dvc/plots", path / ".dvc/plots")
     shutil.copytree(ROOT / "metrics", path / "metrics")
-    stage = subprocess.run([sys.executable, str(ROOT / "stages/plot.py")], cwd=path, capture_output=True, text=True)
+    stage = subprocess.run(stage_argv("plot", sys.executable), cwd=path, capture_output=True, text=True)
     assert stage.returncode == 0, stage.stderr[-2000:]
     return path, dvc, env
 

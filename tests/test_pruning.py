@@ -3,21 +3,22 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import chat_examples, make_article
+from conftest import chat_examples, make_article, stage_command
 from transformers import AutoModelForCausalLM
 
 from prunetune.config import PrunetuneError
 from prunetune.data import article_texts
 from prunetune.models import count_parameters, save_model
+from prunetune.params import PruneParams
 from prunetune.pruning import (
     calibration_texts,
-    check_calibration_params,
     measure_layers,
     remove_layers,
     resolve_removed_layers,
 )
 
 CALIBRATION = {"calibration_samples": 6, "calibration_max_tokens": 48, "calibration_batch_size": 4, "seed": 0}
+CALIBRATION["method"] = "last"  # a whole prune section
 
 
 def run_layers_by_hand(model, input_ids, layer_indices):
@@ -77,7 +78,7 @@ def test_per_layer_config_lists_are_cut(tiny_model):
     ],
 )
 def test_resolve_removed_layers(cfg, expected):
-    assert resolve_removed_layers(cfg, 16) == expected
+    assert resolve_removed_layers({**CALIBRATION, **cfg}, 16) == expected
 
 
 @pytest.mark.parametrize(
@@ -100,7 +101,7 @@ def test_resolve_removed_layers(cfg, expected):
 )
 def test_invalid_prune_params_are_named(cfg, param):
     with pytest.raises(PrunetuneError, match=param):
-        resolve_removed_layers(cfg, 16)
+        PruneParams.parse({**CALIBRATION, **cfg}).check_layers(16)
 
 
 # ---------------------------------------------------------------- measured methods
@@ -129,8 +130,8 @@ def test_block_influence_scores_an_identity_layer_lowest_and_removes_it(tiny_mod
     assert len(scores) == 4
     assert abs(scores[identity]) < 1e-6
     assert min(s for i, s in enumerate(scores) if i != identity) > 1e-4
-    assert resolve_removed_layers({"method": "block_influence", "n_layers": 1}, 4, stats) == [identity]
-    removed = resolve_removed_layers({"method": "block_influence", "n_layers": 2}, 4, stats)
+    assert resolve_removed_layers({**CALIBRATION, "method": "block_influence", "n_layers": 1}, 4, stats) == [identity]
+    removed = resolve_removed_layers({**CALIBRATION, "method": "block_influence", "n_layers": 2}, 4, stats)
     assert identity in removed and len(removed) == 2 and removed == sorted(removed)
 
 
@@ -142,8 +143,8 @@ def test_angular_finds_the_contiguous_block_that_changes_nothing(tiny_model, blo
     distances = stats.block_distances(2)
     assert len(distances) == 3  # blocks starting at layers 0, 1, 2
     assert distances[block[0]] < 1e-3 and min(d for i, d in enumerate(distances) if i != block[0]) > 1e-2
-    assert resolve_removed_layers({"method": "angular", "n_layers": 2}, 4, stats) == block
-    removed = resolve_removed_layers({"method": "angular", "n_layers": 3}, 4, stats)
+    assert resolve_removed_layers({**CALIBRATION, "method": "angular", "n_layers": 2}, 4, stats) == block
+    removed = resolve_removed_layers({**CALIBRATION, "method": "angular", "n_layers": 3}, 4, stats)
     assert removed in ([0, 1, 2], [1, 2, 3])  # always one contiguous block
 
 
@@ -181,8 +182,8 @@ def test_scores_are_independent_of_batch_size_and_padding(tiny_model):
             rtol=1e-4,
             atol=1e-6,
         )
-    assert resolve_removed_layers({"method": "block_influence", "n_layers": 2}, 4, batched) == (
-        resolve_removed_layers({"method": "block_influence", "n_layers": 2}, 4, one_at_a_time)
+    assert resolve_removed_layers({**CALIBRATION, "method": "block_influence", "n_layers": 2}, 4, batched) == (
+        resolve_removed_layers({**CALIBRATION, "method": "block_influence", "n_layers": 2}, 4, one_at_a_time)
     )
 
 
@@ -196,9 +197,10 @@ def test_calibration_texts_are_seeded_train_articles():
 
 
 def test_prune_stage_calibrates_on_the_train_split_only():
+    _, _, base, train_split, *_ = stage_command("prune")
+    assert (base, train_split) == ("models/base", "data/processed/train.jsonl")
     stage = (Path(__file__).resolve().parents[1] / "stages" / "prune.py").read_text()
-    assert "data/processed/train.jsonl" in stage
-    assert "val.jsonl" not in stage and "test.jsonl" not in stage
+    assert "val" not in stage and "test" not in stage
 
 
 def test_too_few_calibration_articles_is_named():
@@ -217,4 +219,4 @@ def test_too_few_calibration_articles_is_named():
 )
 def test_invalid_calibration_params_are_named(change, param):
     with pytest.raises(PrunetuneError, match=param.replace(".", r"\.")):
-        check_calibration_params({**CALIBRATION, **change})
+        PruneParams.parse({**CALIBRATION, **change})

@@ -1,5 +1,6 @@
 import csv
 import json
+import re
 
 import pytest
 
@@ -66,12 +67,12 @@ def test_exp_show_json_becomes_one_row_per_finished_experiment():
     rows = experiment_rows(fake_exp_show())
     assert [r["experiment"] for r in rows] == ["bi-2", "ang-4", "main", "ft_full (unpruned)"]
     bi, ang, main_row, full = rows
-    assert (bi["method"], bi["n_layers"], bi["layers"], bi["params"], bi["decode_speedup"]) == (
+    assert (bi["method"], bi["n_layers"], bi["layers"], bi["params"], bi["decode_speedup_b1"]) == (
         "block_influence", 2, 14, 900, 1.20,
     )  # fmt: skip
     assert ang["rev"] == "ccccccc" and main_row["method"] == "last" and main_row["n_layers"] == 1
     assert (full["variant"], full["method"], full["params"], full["layers"]) == ("ft_full", "none", 1000, 16)
-    assert full["decode_speedup"] == 1.0  # the reference of every pruned row's paired speedup
+    assert full["decode_speedup_b1"] == 1.0  # the reference of every pruned row's paired speedup
     assert bi["ideal_speedup"] == pytest.approx(16 / 14) and full["ideal_speedup"] == 1.0
     assert all(r["healing"] == "lora" for r in rows)
 
@@ -134,3 +135,34 @@ def test_outside_a_dvc_repository_exp_show_fails_clearly(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(PrunetuneError, match="dvc exp show --json` failed"):
         read_experiments()
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ('[{"rev": "a"', r"exp\.json:1: malformed JSON .*dvc exp show --json > FILE"),
+        ('{"rev": "a"}', r"not `dvc exp show --json` output \(a JSON dict, not a list of revisions\)"),
+        ('[{"data": {}}]', r"not `dvc exp show --json` output \(\[0\] is not an object with a 'rev'\)"),
+        ('[{"rev": "a", "data": {"metrics": []}}]', r"\(\[0\]\.data\.metrics is not an object of files\)"),
+        (
+            '[{"rev": "a", "experiments": [{"revs": [{"rev": 3}]}]}]',
+            r"\(\[0\]\.experiments\[0\]\.revs\[0\] is not an object with a 'rev'\)",
+        ),
+    ],
+)
+@pytest.mark.parametrize("command", ["sweep-report", "seed-report"])
+def test_malformed_or_wrongly_shaped_saved_json_is_one_line(tmp_path, capsys, text, problem, command):
+    saved = tmp_path / "exp.json"
+    saved.write_text(text)
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--from-json", str(saved), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1 and err.count("\n") == 1 and err.startswith("error: "), err
+    assert re.search(problem, err), err
+
+
+def test_missing_saved_json_does_not_point_at_dvc_repro(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["sweep-report", "--from-json", str(tmp_path / "nope.json"), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert "nope.json: not found; check the --from-json path" in err and "dvc repro" not in err

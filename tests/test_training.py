@@ -13,7 +13,8 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, ViTConfig
 
 from prunetune.config import PrunetuneError
-from prunetune.training import IGNORE_INDEX, HealingTrainer, build_dataset, finetune, tokenize_chat
+from prunetune.trainers import IGNORE_INDEX, HealingTrainer
+from prunetune.training import build_dataset, finetune, tokenize_chat
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,7 +64,8 @@ def test_examples_longer_than_max_seq_length_are_dropped_and_counted(tiny_model)
 def test_both_finetune_stages_share_one_script_and_settings():
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     full, pruned = stages["finetune_full"], stages["finetune_pruned"]
-    assert full["cmd"].replace(" full", " pruned") == pruned["cmd"]
+    assert full["cmd"] == "python stages/finetune.py models/base data/processed models/ft_full metrics/train/full"
+    assert pruned["cmd"] == full["cmd"].replace("base", "pruned").replace("full", "pruned")
     assert full["params"] == pruned["params"] == ["lora", "train"]
     pruned_only = ("models/pruned", "${train.teacher}")  # the kd teacher is a dep of the pruned fine-tune alone
     assert [d for d in full["deps"] if d != "models/base"] == [d for d in pruned["deps"] if d not in pruned_only]
@@ -123,11 +125,18 @@ def test_killed_run_resumes_and_ends_where_an_uninterrupted_run_ends(
         run_finetune(tiny_model_dir, tmp_path)
     assert not (tmp_path / "run" / "model").exists()
     monkeypatch.setattr(HealingTrainer, "training_step", original_step)
+    state = json.loads((tmp_path / "run" / "scratch" / "checkpoint-4" / "trainer_state.json").read_text())
+    tokens_before_kill = state["num_input_tokens_seen"]
 
     summary = run_finetune(tiny_model_dir, tmp_path)
     assert summary["resumed_from_step"] == 4 and summary["steps"] == 6
     uninterrupted_dir, uninterrupted = finished_run
     assert summary["best_val_loss"] == pytest.approx(uninterrupted["best_val_loss"], abs=1e-6)
+    # throughput is this run's tokens over this run's time: the killed run's tokens are in train_tokens only
+    assert summary["train_tokens"] == uninterrupted["train_tokens"] > tokens_before_kill > 0
+    this_run = summary["train_tokens"] - tokens_before_kill
+    assert summary["tokens_per_s"] == pytest.approx(this_run / summary["wall_s"])
+    assert uninterrupted["tokens_per_s"] == pytest.approx(uninterrupted["train_tokens"] / uninterrupted["wall_s"])
     resumed = load_file(tmp_path / "run" / "model" / "adapter" / "adapter_model.safetensors")
     expected = load_file(uninterrupted_dir / "model" / "adapter" / "adapter_model.safetensors")
     assert resumed.keys() == expected.keys()

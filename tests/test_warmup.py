@@ -3,7 +3,7 @@ import torch
 
 from prunetune.data import TASK_INSTRUCTIONS
 from prunetune.tiny import is_instruction_step
-from prunetune.training import ExampleWeightedLoss, per_example_nll
+from prunetune.trainers import ExampleWeightedLoss, per_example_nll
 from prunetune.warmup import WARMUP_TASKS, instruction_batch, tokenize_answers, warmup_chats
 
 ARTICLE = "Leipzig. The plant builds the MINI Countryman. It employs 5,000 people.\n\nProduction runs in three shifts."

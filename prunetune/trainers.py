@@ -1,23 +1,110 @@
-"""Healing by knowledge distillation (Hinton et al. 2015): the pruned student learns the teacher's token
-distribution at temperature T as well as the labels, on assistant tokens only.
+"""The two healing trainers and their losses, in one place: LoRA on the labels (HealingTrainer, with an optional
+per-example weighting) and knowledge distillation from a frozen teacher (DistillationTrainer), plus the dvclive
+callback both log through. Only public Trainer hooks are used (training_step, compute_loss, log, callbacks).
 
-loss = kd_alpha * T^2 * KL(teacher_T || student_T) + (1 - kd_alpha) * CE(labels); the T^2 keeps the soft term's
-gradients on the scale of the hard one's as T changes. KD heals pruned models only: an unpruned model distilled
-from models/base would learn from itself, so finetune_full stays plain LoRA (and can serve as the teacher).
+Knowledge distillation (Hinton et al. 2015): the pruned student learns the teacher's token distribution at
+temperature T as well as the labels, on assistant tokens only. loss = kd_alpha * T^2 * KL(teacher_T || student_T) +
+(1 - kd_alpha) * CE(labels); the T^2 keeps the soft term's gradients on the scale of the hard one's as T changes.
+KD heals pruned models only: an unpruned model distilled from models/base would learn from itself, so
+finetune_full stays plain LoRA (and can serve as the teacher).
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from transformers import AutoConfig, AutoTokenizer, PreTrainedModel
+from transformers import AutoConfig, AutoTokenizer, PreTrainedModel, TrainerCallback
+from trl import SFTTrainer
 
 from prunetune.config import PrunetuneError, require
-from prunetune.training import IGNORE_INDEX, HealingTrainer
+from prunetune.models import check_causal_lm_dir, load_model
+from prunetune.params import TrainParams
+
+IGNORE_INDEX = -100  # the label of a token the loss ignores (prompt, padding)
+
+
+# ---------------------------------------------------------------- LoRA on the labels
+
+
+def per_example_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each example's mean negative log-likelihood over its labelled tokens, and which examples have any."""
+    targets = labels[:, 1:]
+    answer = targets != IGNORE_INDEX
+    token_nll = torch.nn.functional.cross_entropy(
+        logits[:, :-1].float().transpose(1, 2), targets.clamp(min=0), reduction="none"
+    )
+    counts = answer.sum(dim=1)
+    return (token_nll * answer).sum(dim=1) / counts.clamp(min=1), counts > 0
+
+
+class ExampleWeightedLoss:
+    """compute_loss_func that weighs every example equally, whatever its answer's length.
+
+    Per-token averaging lets long answers dominate: in the sample corpus type answers are 4% of the answer tokens,
+    so a short task barely trains. Training: the micro-batch mean divided by the accumulation steps and the
+    processes (the Trainer neither divides nor averages a compute_loss_func's loss: it multiplies by the process
+    count); evaluation (num_items_in_batch None): the plain mean. Builds float logits over the whole vocabulary,
+    so it suits small vocabularies; the real study keeps loss_weighting: token (TRL's fused path)."""
+
+    def __init__(self, accumulation_steps: int, processes: int):
+        self.scale = accumulation_steps * processes
+
+    def __call__(self, outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> torch.Tensor:
+        per_example, has_answer = per_example_nll(outputs.logits, labels)
+        loss = per_example[has_answer].sum() / has_answer.sum().clamp(min=1)
+        return loss if num_items_in_batch is None else loss / self.scale
+
+
+class HealingTrainer(SFTTrainer):
+    """SFTTrainer that stops on a non-finite loss instead of writing a broken model."""
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if not torch.isfinite(loss).all():
+            raise PrunetuneError(
+                f"train: the loss became {loss.item()} at step {self.state.global_step + 1}; no model was written "
+                "(lower train.learning_rate or check the data)"
+            )
+        return loss
+
+
+class DVCLiveStepCallback(TrainerCallback):
+    """Logs to a dvclive Live through the public callback hooks: clean curve names (train/loss, eval/loss, ...), the
+    trainer's global step on the x axis so train and eval points line up, and the history replayed after a resume so
+    curves stay whole. (transformers' DVCLiveCallback would also dump every TrainingArguments field as params.)"""
+
+    CURVES = ("loss", "mean_token_accuracy", "entropy", "grad_norm", "learning_rate", "kd_kl", "kd_ce")
+
+    def __init__(self, live: Any):
+        self.live = live
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self.live.end()
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if state.is_world_process_zero:
+            for logs in state.log_history:  # non-empty only when resuming
+                self._log(logs["step"], logs)
+
+    def on_log(self, args, state, control, model=None, logs=None, **kwargs):
+        if state.is_world_process_zero:
+            self._log(state.global_step, logs)
+
+    def _log(self, step: int, logs: dict[str, Any]) -> None:
+        self.live.step = step
+        for key, value in logs.items():
+            split, name = ("eval", key[5:]) if key.startswith("eval_") else ("train", key)
+            if name in self.CURVES:
+                self.live.log_metric(f"{split}/{name}", value)
+
+
+# ---------------------------------------------------------------- knowledge distillation
 
 
 @dataclass
@@ -54,57 +141,16 @@ def distillation_terms(
     return DistillationTerms(kl.sum(), ce, answer.sum(), student, targets[answer])
 
 
-def distillation_loss(
-    student_logits: torch.Tensor,
-    teacher_logits: torch.Tensor,
-    labels: torch.Tensor,
-    alpha: float,
-    temperature: float,
-    num_items: torch.Tensor | int | None = None,
-) -> torch.Tensor:
-    """alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE, per answer token (labels != -100)."""
-    return distillation_terms(student_logits, teacher_logits, labels, temperature).loss(alpha, temperature, num_items)
-
-
-# ---------------------------------------------------------------- params and the teacher
-
-TRAIN_METHODS = ("lora", "kd")
-
-
-def check_kd_params(cfg: dict[str, Any]) -> None:
-    """train.method and, for kd, its teacher and loss knobs (a missing method means lora)."""
-    method = cfg.get("method", "lora")
-    require(method in TRAIN_METHODS, "train.method", f"must be one of {', '.join(TRAIN_METHODS)}; got {method!r}")
-    if method != "kd":
-        return
-    teacher = cfg.get("teacher")
-    require(isinstance(teacher, str) and teacher, "train.teacher", f"must be a model directory, got {teacher!r}")
-    alpha = cfg.get("kd_alpha")
-    require(
-        isinstance(alpha, int | float) and not isinstance(alpha, bool) and 0 <= alpha <= 1,
-        "train.kd_alpha",
-        f"must be a number in [0, 1], got {alpha!r}",
-    )
-    temperature = cfg.get("kd_temperature")
-    require(
-        isinstance(temperature, int | float) and not isinstance(temperature, bool) and temperature > 0,
-        "train.kd_temperature",
-        f"must be a number > 0, got {temperature!r}",
-    )
-
-
-def distillation_teacher(cfg: dict[str, Any], model_meta: dict[str, Any]) -> Path | None:
+def distillation_teacher(cfg: TrainParams, model_meta: dict[str, Any]) -> Path | None:
     """The teacher directory when this model is healed by KD: train.method kd and a pruned model (its meta lists
     removed_layers). An unpruned model has nothing to recover from models/base, so it is healed with plain LoRA."""
-    if cfg.get("method", "lora") != "kd" or not model_meta.get("removed_layers"):
+    if cfg.method != "kd" or not model_meta.get("removed_layers"):
         return None
-    return Path(cfg["teacher"])
+    return Path(cfg.teacher)
 
 
 def load_teacher(teacher_dir: Path, student_tokenizer: Any, student: PreTrainedModel, device: torch.device) -> Any:
     """The frozen teacher, after checking (before its weights are read) that it speaks the student's vocabulary."""
-    from prunetune.models import check_causal_lm_dir, load_model
-
     check_causal_lm_dir(teacher_dir, param="train.teacher")
     teacher_tokenizer = AutoTokenizer.from_pretrained(teacher_dir, trust_remote_code=False)
     if teacher_tokenizer.get_vocab() != student_tokenizer.get_vocab():
@@ -123,9 +169,6 @@ def load_teacher(teacher_dir: Path, student_tokenizer: Any, student: PreTrainedM
     return teacher.requires_grad_(False)
 
 
-# ---------------------------------------------------------------- the trainer
-
-
 class DistillationTrainer(HealingTrainer):
     """HealingTrainer whose loss mixes the labels' cross-entropy with the KL to a frozen teacher; it logs the same
     curves (loss, mean_token_accuracy, entropy) plus the two parts of the loss (kd_kl, kd_ce, per answer token)."""
@@ -135,6 +178,10 @@ class DistillationTrainer(HealingTrainer):
         self.teacher = teacher.eval()
         self.kd_alpha = float(kd_alpha)
         self.kd_temperature = float(kd_temperature)
+        # Our own record of what SFTTrainer.compute_loss would have recorded (its _metrics are private): per-batch
+        # values, averaged into the logs by log() as SFTTrainer averages its own.
+        self.kd_metrics: dict[str, dict[str, list[float]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
+        self.kd_train_tokens = 0
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if self.model.training else "eval"
@@ -169,7 +216,15 @@ class DistillationTrainer(HealingTrainer):
             tokens, entropy, correct, kl, ce = gather(sums.unsqueeze(0)).sum(dim=0).tolist()
         per_token = max(tokens, 1.0)
         for name, value in (("entropy", entropy), ("mean_token_accuracy", correct), ("kd_kl", kl), ("kd_ce", ce)):
-            self._metrics[mode][name].append(value / per_token)
+            self.kd_metrics[mode][name].append(value / per_token)
         if mode == "train" and "attention_mask" in inputs:
-            self._total_train_tokens += int(gather(inputs["attention_mask"].sum()).sum().item())
-        self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+            self.kd_train_tokens += int(gather(inputs["attention_mask"].sum()).sum().item())
+        self.kd_metrics[mode]["num_tokens"] = [self.kd_train_tokens]
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Trainer.log, a public hook: the recorded metrics averaged since the last log, eval_-prefixed in eval."""
+        mode = "train" if self.model.training else "eval"
+        prefix = "eval_" if mode == "eval" else ""
+        logs.update({f"{prefix}{key}": sum(values) / len(values) for key, values in self.kd_metrics[mode].items()})
+        self.kd_metrics[mode].clear()
+        super().log(logs, start_time)
