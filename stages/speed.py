@@ -15,12 +15,12 @@ from prunetune.params import SpeedParams, load_section
 
 
 def main() -> None:
-    full_dir, pruned_dir, metrics_file = stage_args("FULL_MODEL_DIR", "PRUNED_MODEL_DIR", "METRICS")
+    full_dir, pruned_dir, metrics_file = map(Path, stage_args("FULL_MODEL_DIR", "PRUNED_MODEL_DIR", "METRICS"))
     cfg = load_section(SpeedParams)
-    full, _ = load_model(full_dir, param=full_dir)
-    pruned, _ = load_model(pruned_dir, param=pruned_dir)
+    full, _ = load_model(full_dir, param=str(full_dir))
+    pruned, _ = load_model(pruned_dir, param=str(pruned_dir))
     result = pruning_speed(full, pruned, cfg)
-    write_json(Path(metrics_file), result)
+    write_json(metrics_file, result)
     batched = f"b{cfg.batch_size}"
     print(
         f"speed {full_dir} / {pruned_dir}: {result['layers_full']} -> {result['layers_pruned']} layers; decode speedup "
