@@ -104,7 +104,7 @@ def test_second_repro_does_nothing(repo):
 def test_bad_param_fails_with_one_line(repo, tmp_path):
     path, env, _ = repo
     params = yaml.safe_load((path / "params.yaml").read_text())
-    params["prune"] = {"method": "tail", "n_layers": 16}
+    params["prune"].update(method="tail", n_layers=16)  # every other prune key stays valid
     (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     try:
         result = subprocess.run(
