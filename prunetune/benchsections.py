@@ -11,10 +11,11 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from prunetune.chat import prompt_ids
 from prunetune.config import PrunetuneError
 from prunetune.data import TASKS
 from prunetune.efficiency import flops_per_token, pruning_speed, timed
-from prunetune.generation import generate_greedy, prompt_ids
+from prunetune.generation import generate_greedy
 from prunetune.params import LoraParams, SpeedParams, TrainParams, as_section
 
 # ---------------------------------------------------------------- generation

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from prunetune.chat import prompt_ids, tokenize_chat
 from prunetune.config import PrunetuneError
 from prunetune.data import TASKS, parse_tags
-from prunetune.generation import completion_nll, generate_greedy, prompt_ids
+from prunetune.generation import completion_nll, generate_greedy
 from prunetune.metrics import (
     bertscore_f1,
     bertscore_info,
@@ -19,7 +20,6 @@ from prunetune.metrics import (
 )
 from prunetune.params import EvalParams, as_section
 from prunetune.stats import bootstrap_ci, mean_with_ci, perplexity, perplexity_ci
-from prunetune.training import tokenize_chat
 
 
 def score_task(

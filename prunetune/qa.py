@@ -8,13 +8,13 @@ import string
 from pathlib import Path
 from typing import Any
 
+from prunetune.chat import IGNORE_INDEX, prompt_ids, tokenize_chat
 from prunetune.config import PrunetuneError
-from prunetune.generation import completion_nll, generate_greedy, prompt_ids
+from prunetune.generation import completion_nll, generate_greedy
 from prunetune.jsonio import read_jsonl
 from prunetune.metrics import answer_matches, mc_letter_match
 from prunetune.params import QaParams, as_section
 from prunetune.stats import mean_with_ci
-from prunetune.training import IGNORE_INDEX, tokenize_chat
 
 CATEGORIES = ("multiple_choice", "factual")
 SYSTEM_PROMPT = "You answer questions about BMW Group news. Answer briefly."

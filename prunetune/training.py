@@ -21,11 +21,11 @@ from transformers import EarlyStoppingCallback, TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 from trl import SFTConfig
 
-from prunetune.config import PrunetuneError, require
+from prunetune.chat import tokenize_chat
+from prunetune.config import require
 from prunetune.models import load_model, pick_device, read_meta, staged_dir, write_model_files
 from prunetune.params import LoraParams, TrainParams, as_section
 from prunetune.trainers import (
-    IGNORE_INDEX,
     DistillationTrainer,
     DVCLiveStepCallback,
     ExampleWeightedLoss,
@@ -43,18 +43,6 @@ def linear_module_names(model: torch.nn.Module) -> set[str]:
 
 
 # ---------------------------------------------------------------- data
-
-
-def tokenize_chat(tokenizer: Any, messages: list[dict[str, str]]) -> dict[str, list[int]]:
-    """input_ids of the whole chat; labels ignore every token before the assistant's answer."""
-    prompt = tokenizer.apply_chat_template(messages[:-1], tokenize=True, add_generation_prompt=True)["input_ids"]
-    full = tokenizer.apply_chat_template(messages, tokenize=True)["input_ids"]
-    if full[: len(prompt)] != prompt:
-        raise PrunetuneError(
-            "the tokenizer's chat template renders the prompt differently inside the full chat; "
-            "the assistant tokens cannot be located (use a model whose template is prefix-stable)"
-        )
-    return {"input_ids": full, "labels": [IGNORE_INDEX] * len(prompt) + full[len(prompt) :]}
 
 
 def build_dataset(examples: list[dict[str, Any]], tokenizer: Any, max_seq_length: int) -> tuple[Dataset, int]:

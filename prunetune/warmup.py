@@ -15,9 +15,8 @@ from typing import Any
 
 import torch
 
+from prunetune.chat import IGNORE_INDEX
 from prunetune.data import SYSTEM_PROMPT
-
-IGNORE_INDEX = -100
 
 
 def _dateline(content: str) -> str:

@@ -93,3 +93,19 @@ def test_the_architecture_doc_maps_every_module():
     mapped = set(re.findall(r"`(\w+)`", "\n".join(line.split("|")[1] for line in table.splitlines() if "|" in line)))
     assert mapped >= set(MODULES), set(MODULES) - mapped
     assert mapped <= set(MODULES) | {"module"}, mapped - set(MODULES)
+
+
+def test_eval_and_qa_load_neither_trl_nor_peft():
+    code = (
+        "import sys, prunetune.evaluation, prunetune.qa; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'trl', 'peft'}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr[-1500:]
+    assert result.stdout.strip() == "[]"

@@ -12,9 +12,10 @@ from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, ViTConfig
 
+from prunetune.chat import IGNORE_INDEX, tokenize_chat
 from prunetune.config import PrunetuneError
-from prunetune.trainers import IGNORE_INDEX, HealingTrainer
-from prunetune.training import build_dataset, finetune, tokenize_chat
+from prunetune.trainers import HealingTrainer
+from prunetune.training import build_dataset, finetune
 
 ROOT = Path(__file__).resolve().parents[1]
 
