@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from prunetune.chat import IGNORE_INDEX
+from prunetune.chat import IGNORE_INDEX, tokenize_chat
 from prunetune.data import SYSTEM_PROMPT
 
 
@@ -63,10 +63,8 @@ def tokenize_answers(tokenizer: Any, chats: list[list[dict[str, str]]], max_leng
     lose prompt tokens from the left (the answer is what is trained)."""
     rows = []
     for chat in chats:
-        prompt = tokenizer.apply_chat_template(chat[:-1], tokenize=True, add_generation_prompt=True)["input_ids"]
-        full = tokenizer.apply_chat_template(chat, tokenize=True)["input_ids"]
-        labels = [IGNORE_INDEX] * len(prompt) + full[len(prompt) :]
-        rows.append((full[-max_length:], labels[-max_length:]))
+        row = tokenize_chat(tokenizer, chat)
+        rows.append((row["input_ids"][-max_length:], row["labels"][-max_length:]))
     return rows
 
 
