@@ -27,10 +27,11 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from prunetune.chat import DEFAULT_CHAT_DATE, chat_date, prompt_ids
 from prunetune.config import PrunetuneError, load_params, section
 from prunetune.data import TASKS, read_jsonl
 from prunetune.efficiency import check_speed_params, flops_per_token, pruning_speed, timed
-from prunetune.generation import generate_greedy, prompt_ids
+from prunetune.generation import generate_greedy
 from prunetune.pruning import METHODS, decoder_layers, remove_layers, resolve_removed_layers
 
 # Llama-3.2-1B's exact shape (its config.json), built here with random weights: nothing is downloaded.
@@ -176,7 +177,10 @@ def build_models(
 
 
 def bench_prompts(
-    tokenizer: Any, splits: dict[str, list[dict[str, Any]]], per_task: int | None
+    tokenizer: Any,
+    splits: dict[str, list[dict[str, Any]]],
+    per_task: int | None,
+    date_string: str = DEFAULT_CHAT_DATE,
 ) -> dict[str, list[list[int]]]:
     """Per task, the chat prompts of the test split (the first per_task of them; topped up from val, then train,
     when more are asked for than the test split has)."""
@@ -184,7 +188,7 @@ def bench_prompts(
     for task in TASKS:
         splits_used = ("test",) if per_task is None else ("test", "val", "train")
         chosen = [e for split in splits_used for e in splits[split] if e["task"] == task][:per_task]
-        prompts[task] = [prompt_ids(tokenizer, e["messages"][:2]) for e in chosen]
+        prompts[task] = [prompt_ids(tokenizer, e["messages"][:2], date_string) for e in chosen]
     if not any(prompts.values()):
         raise PrunetuneError("bench: the test split has no examples; run the split stage or check data.*")
     return prompts
@@ -292,7 +296,7 @@ def training_loaders(
 
     train_cfg, lora_cfg = section(params, "train"), section(params, "lora")
     check_train_params(train_cfg)
-    data, _ = build_dataset(train_examples, tokenizer, train_cfg["max_seq_length"])
+    data, _ = build_dataset(train_examples, tokenizer, train_cfg["max_seq_length"], chat_date(params))
     if len(data) == 0:
         raise PrunetuneError("bench: no training example fits train.max_seq_length")
     lora = lora_config(lora_cfg)
@@ -437,7 +441,7 @@ def run_bench(
     }
 
     _reset_memory(device)
-    prompts = bench_prompts(tokenizer, splits, settings["prompts_per_task"])
+    prompts = bench_prompts(tokenizer, splits, settings["prompts_per_task"], chat_date(params))
     result["generation"] = bench_generation(full, tokenizer, prompts, limits, gen_batch, settings["gen_repeats"])
     result["generation"]["peak_memory_mb"] = _memory_mb(device)
 

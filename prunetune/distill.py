@@ -16,8 +16,9 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoConfig, AutoTokenizer, PreTrainedModel
 
+from prunetune.chat import IGNORE_INDEX
 from prunetune.config import PrunetuneError, require
-from prunetune.training import IGNORE_INDEX, HealingTrainer
+from prunetune.training import HealingTrainer
 
 
 @dataclass

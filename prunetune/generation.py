@@ -19,11 +19,6 @@ def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
     return ids or [tokenizer.eos_token_id]
 
 
-def prompt_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
-    """A chat up to (not including) the assistant's answer, with the assistant header opened."""
-    return tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)["input_ids"]
-
-
 @torch.no_grad()
 def generate_greedy(
     model: Any,

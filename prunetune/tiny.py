@@ -14,6 +14,7 @@ from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, proce
 from tqdm.auto import tqdm
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from prunetune.chat import DEFAULT_CHAT_DATE
 from prunetune.config import require, require_int
 from prunetune.data import article_content, article_texts
 from prunetune.warmup import instruction_batch, tokenize_answers, warmup_chats
@@ -28,6 +29,27 @@ CHAT_TEMPLATE = (
     "{%- endfor %}"
     "{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}"
 )
+# Llama 3.1/3.2's own template without its tool-calling branches: the system header carries a knowledge cut-off
+# and "Today Date", taken from the clock (strftime_now) unless the caller passes date_string (prunetune.chat does).
+LLAMA3_DATED_TEMPLATE = (
+    "{{- bos_token }}"
+    "{%- if not date_string is defined %}{%- if strftime_now is defined %}"
+    "{%- set date_string = strftime_now('%d %b %Y') %}"
+    "{%- else %}{%- set date_string = '26 Jul 2024' %}{%- endif %}{%- endif %}"
+    "{%- if messages[0]['role'] == 'system' %}"
+    "{%- set system_message = messages[0]['content'] | trim %}{%- set messages = messages[1:] %}"
+    "{%- else %}{%- set system_message = '' %}{%- endif %}"
+    "{{- '<|start_header_id|>system<|end_header_id|>\\n\\n' }}"
+    "{{- 'Cutting Knowledge Date: December 2023\\n' }}"
+    "{{- 'Today Date: ' + date_string + '\\n\\n' }}"
+    "{{- system_message + '<|eot_id|>' }}"
+    "{%- for message in messages %}"
+    "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + message['content'] | trim"
+    " + '<|eot_id|>' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}"
+)
+CHAT_TEMPLATES = {"tiny": CHAT_TEMPLATE, "llama3-dated": LLAMA3_DATED_TEMPLATE}
 
 
 # Llama 3's pre-tokenizer split. Unlike GPT-2's it keeps a run of newlines whole, so "\n\n" (which ends every
@@ -197,15 +219,18 @@ def pretrain(
     return losses
 
 
-def build_tiny_base(train_examples: list[dict[str, Any]], cfg: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
-    """Tokenizer trained on the train split's chats, model pre-trained on its articles; plus a report."""
+def build_tiny_base(
+    train_examples: list[dict[str, Any]], cfg: dict[str, Any], date_string: str = DEFAULT_CHAT_DATE
+) -> tuple[Any, Any, dict[str, Any]]:
+    """Tokenizer trained on the train split's chats, model pre-trained on its articles; plus a report.
+    date_string: the date chat templates print (params.yaml data.chat_date) in the warm-up chats."""
     check_tiny_params(cfg)
     chat_texts = [message["content"] for example in train_examples for message in example["messages"]]
     tokenizer = train_tokenizer(chat_texts, cfg["vocab_size"])
     model = build_model(tokenizer, cfg)
     stream = token_stream(tokenizer, article_texts(train_examples))
     contents = list({e["article_id"]: article_content(e) for e in train_examples}.values())
-    instructions = tokenize_answers(tokenizer, warmup_chats(contents), cfg["seq_len"])
+    instructions = tokenize_answers(tokenizer, warmup_chats(contents), cfg["seq_len"], date_string)
     perplexity_before = stream_perplexity(model, stream, cfg["seq_len"])
     losses = pretrain(model, stream, cfg, instructions=instructions, pad_id=tokenizer.pad_token_id)
     steps = range(len(losses))

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from prunetune.chat import chat_date
 from prunetune.config import load_params, require, run_stage, section
 from prunetune.data import read_jsonl, write_json
 from prunetune.models import is_hub_id, load_model, resolve_hub_snapshot, save_model
@@ -12,10 +13,11 @@ METRICS = Path("metrics/base.json")
 
 
 def main() -> None:
-    cfg = section(load_params(), "model")
+    params = load_params()
+    cfg, date_string = section(params, "model"), chat_date(params)
     name = cfg.get("name")
     if name == "tiny":
-        model, tokenizer, report = build_tiny_base(read_jsonl("data/processed/train.jsonl"), cfg["tiny"])
+        model, tokenizer, report = build_tiny_base(read_jsonl("data/processed/train.jsonl"), cfg["tiny"], date_string)
         meta = {"source": "tiny", "tiny": cfg["tiny"]}
     else:
         require(

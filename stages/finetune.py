@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+from prunetune.chat import chat_date
 from prunetune.config import PrunetuneError, load_params, run_stage, section
 from prunetune.data import read_jsonl
 from prunetune.training import finetune
@@ -21,7 +22,7 @@ def main() -> None:
     if variant not in INPUT_MODELS:
         raise PrunetuneError(f"usage: python stages/finetune.py {'|'.join(INPUT_MODELS)} (got {variant!r})")
     params = load_params()
-    train_cfg = section(params, "train")
+    train_cfg, date_string = section(params, "train"), chat_date(params)
     processes = train_cfg.get("num_processes", 1)
     if isinstance(processes, int) and processes > 1 and "LOCAL_RANK" not in os.environ:
         torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
@@ -35,6 +36,7 @@ def main() -> None:
         out_dir=Path(f"models/ft_{variant}"),
         metrics_dir=Path(f"metrics/train/{variant}"),
         scratch_dir=Path(f"scratch/finetune_{variant}"),
+        date_string=date_string,
     )
     if summary:
         print(

@@ -3,6 +3,7 @@
 import sys
 from pathlib import Path
 
+from prunetune.chat import chat_date
 from prunetune.config import PrunetuneError, load_params, run_stage, section
 from prunetune.data import write_json, write_jsonl
 from prunetune.models import load_model
@@ -13,12 +14,13 @@ def main() -> None:
     if len(sys.argv) != 3:
         raise PrunetuneError(f"usage: python {sys.argv[0]} VARIANT MODEL_DIR")
     variant, model_dir = sys.argv[1], Path(sys.argv[2])
-    cfg = section(load_params(), "qa")
+    params = load_params()
+    cfg, date_string = section(params, "qa"), chat_date(params)
     check_qa_params(cfg)
     questions = load_qa(cfg["path"])
     membership = split_membership({split: f"data/processed/{split}.jsonl" for split in SPLITS})
     model, tokenizer = load_model(model_dir, param=str(model_dir))
-    metrics, records = evaluate_qa(model, tokenizer, questions, cfg, membership)
+    metrics, records = evaluate_qa(model, tokenizer, questions, cfg, membership, date_string)
     write_json(Path(f"metrics/qa/{variant}.json"), metrics)
     write_jsonl(Path(f"predictions/qa_{variant}.jsonl"), records)
     headline = f"{metrics['n_headline']} questions, {metrics['headline_set']}"

@@ -17,9 +17,9 @@ from prunetune.bench import (
     padding_fraction,
     training_loaders,
 )
+from prunetune.chat import prompt_ids
 from prunetune.config import PrunetuneError
 from prunetune.efficiency import flops_per_token, ideal_speedup
-from prunetune.generation import prompt_ids
 from prunetune.pruning import remove_layers
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,8 +12,9 @@ from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, ViTConfig
 
+from prunetune.chat import IGNORE_INDEX, tokenize_chat
 from prunetune.config import PrunetuneError
-from prunetune.training import IGNORE_INDEX, HealingTrainer, build_dataset, finetune, tokenize_chat
+from prunetune.training import HealingTrainer, build_dataset, finetune
 
 ROOT = Path(__file__).resolve().parents[1]
 
