@@ -16,6 +16,9 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_N
 from prunetune.config import PrunetuneError
 
 META_FILE = "prunetune.json"  # our record beside each model dir: where it came from, what was done to it
+# model.dtype (optional; absent = auto): the dtype every stage loads the models in. The base stage records a
+# non-auto choice in the model's meta, which every derived model inherits, so no other stage needs the param.
+DTYPES = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 def pick_device() -> torch.device:
@@ -27,6 +30,15 @@ def pick_dtype(device: torch.device) -> torch.dtype:
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return torch.float32
+
+
+def requested_dtype(cfg: dict[str, Any]) -> str:
+    """params.yaml model.dtype, checked: auto (bf16 on a GPU that has it, else float32), float32 or bfloat16."""
+    from prunetune.config import require
+
+    value = cfg.get("dtype", "auto")
+    require(value in DTYPES, "model.dtype", f"must be one of {', '.join(DTYPES)}, got {value!r}")
+    return value
 
 
 def is_hub_id(name: str) -> bool:
@@ -78,9 +90,11 @@ def load_model(
     dtype: torch.dtype | None = None,
     param: str = "model",
 ) -> tuple[PreTrainedModel, Any]:
-    """A causal LM and its tokenizer from a local directory, safetensors only, no remote code."""
+    """A causal LM and its tokenizer from a local directory, safetensors only, no remote code; in `dtype`, else the
+    dtype its meta records (model.dtype at the base stage), else pick_dtype's."""
     check_causal_lm_dir(path, param)
     device = device or pick_device()
+    dtype = dtype or DTYPES.get(read_meta(path).get("dtype", "auto"))
     model = AutoModelForCausalLM.from_pretrained(
         path, dtype=dtype or pick_dtype(device), trust_remote_code=False, use_safetensors=True
     )

@@ -10,7 +10,7 @@ import math
 from typing import Any
 
 import torch
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from tqdm.auto import tqdm
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
@@ -50,6 +50,20 @@ LLAMA3_DATED_TEMPLATE = (
     "{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}"
 )
 CHAT_TEMPLATES = {"tiny": CHAT_TEMPLATE, "llama3-dated": LLAMA3_DATED_TEMPLATE}
+# Llama 3.2's RoPE (model.tiny.rope: llama3): theta 500000 scaled for a 131,072-token context.
+LLAMA3_ROPE = {
+    "rope_type": "llama3",
+    "rope_theta": 500000.0,
+    "factor": 32.0,
+    "low_freq_factor": 1.0,
+    "high_freq_factor": 4.0,
+    "original_max_position_embeddings": 8192,
+}
+LLAMA3_CONTEXT = 131072
+RESERVED_TOKEN = "<|reserved_special_token_{}|>"
+# Optional model.tiny keys and their defaults (the embedded default's model): the real study's shapes on a CPU
+# (configs/smoke-real-shapes.yaml) set them to Llama 3.2's.
+TINY_OPTIONS = {"chat_template": "tiny", "rope": "default", "exact_vocab": False}
 
 
 # Llama 3's pre-tokenizer split. Unlike GPT-2's it keeps a run of newlines whole, so "\n\n" (which ends every
@@ -86,10 +100,24 @@ def check_tiny_params(cfg: dict[str, Any]) -> None:
     )
     lr = cfg.get("learning_rate")
     require(isinstance(lr, int | float) and lr > 0, "model.tiny.learning_rate", f"must be > 0, got {lr!r}")
+    template, rope = cfg.get("chat_template", "tiny"), cfg.get("rope", "default")
+    require(template in CHAT_TEMPLATES, "model.tiny.chat_template", f"must be one of {list(CHAT_TEMPLATES)}")
+    require(rope in ("default", "llama3"), "model.tiny.rope", f"must be 'default' or 'llama3', got {rope!r}")
+    require(isinstance(cfg.get("exact_vocab", False), bool), "model.tiny.exact_vocab", "must be true or false")
 
 
-def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
-    """Byte-level BPE (as Llama 3) with Llama 3's special tokens; the BOS is added as Llama 3 adds it."""
+def train_tokenizer(
+    texts: list[str],
+    vocab_size: int,
+    chat_template: str = CHAT_TEMPLATE,
+    exact_vocab: bool = False,
+    model_max_length: int = 2048,
+) -> PreTrainedTokenizerFast:
+    """Byte-level BPE (as Llama 3) with Llama 3's special tokens; the BOS is added as Llama 3 adds it.
+
+    BPE stops merging when the texts offer no more pairs; exact_vocab then fills the vocabulary up to vocab_size
+    with reserved special tokens, as Llama 3's <|reserved_special_token_N|>, so the model gets exactly vocab_size
+    embedding rows (Llama 3's 128,256 from a few hundred articles)."""
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
         [
@@ -110,27 +138,36 @@ def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFas
     tokenizer.post_processor = processors.TemplateProcessing(
         single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, bos_id)]
     )
+    if exact_vocab and tokenizer.get_vocab_size() < vocab_size:
+        missing = range(vocab_size - tokenizer.get_vocab_size())
+        tokenizer.add_special_tokens([AddedToken(RESERVED_TOKEN.format(i), special=True) for i in missing])
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         bos_token=BOS,
         eos_token=EOT,
         pad_token=PAD,
-        chat_template=CHAT_TEMPLATE,
-        model_max_length=2048,
+        chat_template=chat_template,
+        model_max_length=model_max_length,
     )
 
 
 def build_model(tokenizer: PreTrainedTokenizerFast, cfg: dict[str, Any]) -> LlamaForCausalLM:
+    """The Llama-architecture model at model.tiny's shape, weights random (seeded); rope: llama3 gives Llama 3.2's
+    scaled RoPE and 131,072-token context, else plain RoPE (theta 500000) over 2,048 positions."""
     torch.manual_seed(cfg["seed"])
+    rope = (
+        {"rope_parameters": dict(LLAMA3_ROPE), "max_position_embeddings": LLAMA3_CONTEXT}
+        if cfg.get("rope", "default") == "llama3"
+        else {"rope_theta": 500000.0, "max_position_embeddings": 2048}
+    )
     config = LlamaConfig(
+        **rope,
         vocab_size=len(tokenizer),
         hidden_size=cfg["hidden_size"],
         intermediate_size=cfg["intermediate_size"],
         num_hidden_layers=cfg["layers"],
         num_attention_heads=cfg["heads"],
         num_key_value_heads=cfg["kv_heads"],
-        max_position_embeddings=2048,
-        rope_theta=500000.0,
         initializer_range=cfg["init_std"],
         tie_word_embeddings=True,
         bos_token_id=tokenizer.bos_token_id,
@@ -226,12 +263,20 @@ def build_tiny_base(
     date_string: the date chat templates print (params.yaml data.chat_date) in the warm-up chats."""
     check_tiny_params(cfg)
     chat_texts = [message["content"] for example in train_examples for message in example["messages"]]
-    tokenizer = train_tokenizer(chat_texts, cfg["vocab_size"])
+    options = {**TINY_OPTIONS, **cfg}
+    tokenizer = train_tokenizer(
+        chat_texts,
+        cfg["vocab_size"],
+        CHAT_TEMPLATES[options["chat_template"]],
+        options["exact_vocab"],
+        LLAMA3_CONTEXT if options["rope"] == "llama3" else 2048,
+    )
     model = build_model(tokenizer, cfg)
     stream = token_stream(tokenizer, article_texts(train_examples))
     contents = list({e["article_id"]: article_content(e) for e in train_examples}.values())
     instructions = tokenize_answers(tokenizer, warmup_chats(contents), cfg["seq_len"], date_string)
-    perplexity_before = stream_perplexity(model, stream, cfg["seq_len"])
+    trained = cfg["pretrain_steps"] > 0  # 0: a random-init model (the real shapes' smoke); no perplexity to compare
+    perplexity_before = stream_perplexity(model, stream, cfg["seq_len"]) if trained else None
     losses = pretrain(model, stream, cfg, instructions=instructions, pad_id=tokenizer.pad_token_id)
     steps = range(len(losses))
     instruction_losses = [losses[i] for i in steps if is_instruction_step(i, cfg["instruction_warmup"])]
@@ -248,6 +293,6 @@ def build_tiny_base(
         "pretrain_loss_first": losses[0] if losses else None,
         "pretrain_loss_last": losses[-1] if losses else None,
         "train_perplexity_before": perplexity_before,
-        "train_perplexity_after": stream_perplexity(model, stream, cfg["seq_len"]),
+        "train_perplexity_after": stream_perplexity(model, stream, cfg["seq_len"]) if trained else None,
     }
     return model, tokenizer, report

@@ -210,8 +210,12 @@ def lora_config(cfg: dict[str, Any]) -> LoraConfig:
     )
 
 
-def sft_config(cfg: dict[str, Any], scratch_dir: Path, device: torch.device) -> SFTConfig:
+def sft_config(cfg: dict[str, Any], scratch_dir: Path, device: torch.device, bf16: bool | None = None) -> SFTConfig:
+    """TRL's config from params.yaml's train section; bf16 autocast when the model is in bf16 (default: on a GPU
+    that has it)."""
     on_gpu = device.type == "cuda"
+    if bf16 is None:
+        bf16 = on_gpu and torch.cuda.is_bf16_supported()
     return SFTConfig(
         output_dir=str(scratch_dir),
         learning_rate=cfg["learning_rate"],
@@ -238,7 +242,7 @@ def sft_config(cfg: dict[str, Any], scratch_dir: Path, device: torch.device) -> 
         max_length=cfg["max_seq_length"],
         train_sampling_strategy="group_by_length",
         activation_checkpointing=cfg["gradient_checkpointing"],
-        bf16=on_gpu and torch.cuda.is_bf16_supported(),
+        bf16=bf16,
         fp16=False,
         use_cpu=not on_gpu,
         ddp_backend="gloo" if not on_gpu and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
@@ -297,7 +301,7 @@ def finetune(
     for name, data, dropped in (("train", train_data, train_too_long), ("val", val_data, val_too_long)):
         require(len(data) > 0, "train.max_seq_length", f"leaves no {name} example ({dropped} longer than {max_length})")
 
-    args = sft_config(train_cfg, scratch_dir, device)
+    args = sft_config(train_cfg, scratch_dir, device, bf16=model.dtype == torch.bfloat16)
     teacher_meta = [read_meta(teacher_dir)] if teacher_dir else []
     fingerprint = run_fingerprint(
         lora_cfg, train_cfg, train_examples, val_examples, read_meta(model_dir), date_string, *teacher_meta

@@ -93,3 +93,10 @@ def test_evaluation_and_qa_do_not_load_the_training_libraries():
     code = "import sys, prunetune.evaluation, prunetune.qa; print(sorted({'trl', 'peft'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("stage", ["base", "finetune_full", "finetune_pruned", "eval", "qa"])
+def test_every_stage_that_renders_chats_reruns_when_the_date_changes(stage):
+    body = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][stage]
+    body = body.get("do", body)
+    assert "data.chat_date" in body["params"] and "prunetune/chat.py" in body["deps"]

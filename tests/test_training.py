@@ -65,7 +65,7 @@ def test_both_finetune_stages_share_one_script_and_settings():
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     full, pruned = stages["finetune_full"], stages["finetune_pruned"]
     assert full["cmd"].replace(" full", " pruned") == pruned["cmd"]
-    assert full["params"] == pruned["params"] == ["lora", "train"]
+    assert full["params"] == pruned["params"] == ["lora", "train", "data.chat_date"]
     pruned_only = ("models/pruned", "${train.teacher}")  # the kd teacher is a dep of the pruned fine-tune alone
     assert [d for d in full["deps"] if d != "models/base"] == [d for d in pruned["deps"] if d not in pruned_only]
 
