@@ -192,6 +192,7 @@ def run_smoke(
         "PYTHONPATH": str(workdir),  # the copy's prunetune, whatever the venv has installed
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "DVC_NO_ANALYTICS": "1",
+        "DVC_SITE_CACHE_DIR": str(workdir / ".dvc-site-cache"),
         "TQDM_DISABLE": "1",
         "PRUNETUNE_VOCAB_GUARD": f"{vocab}:{max_rows}",
         "PRUNETUNE_VOCAB_GUARD_LOG": str(guard_log),
