@@ -156,3 +156,11 @@ def test_bad_tiny_options_name_the_param():
     for key, bad in (("rope", "yarn"), ("chat_template", "chatml"), ("exact_vocab", "yes")):
         with pytest.raises(PrunetuneError, match=f"params.yaml: model.tiny.{key} must be"):
             check_tiny_params({**cfg, key: bad})
+
+
+def test_model_dtype_param_is_checked():
+    from prunetune.models import requested_dtype
+
+    assert requested_dtype({}) == "auto" and requested_dtype({"dtype": "bfloat16"}) == "bfloat16"
+    with pytest.raises(PrunetuneError, match="params.yaml: model.dtype must be one of auto, float32, bfloat16"):
+        requested_dtype({"dtype": "fp16"})
