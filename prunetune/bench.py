@@ -114,7 +114,7 @@ def run_bench(
     }
 
     _reset_memory(device)
-    prompts = bench_prompts(tokenizer, splits, settings["prompts_per_task"])
+    prompts = bench_prompts(tokenizer, splits, settings["prompts_per_task"], params["data"].chat_date)
     result["generation"] = bench_generation(full, tokenizer, prompts, limits, gen_batch, settings["gen_repeats"])
     result["generation"]["peak_memory_mb"] = _memory_mb(device)
 

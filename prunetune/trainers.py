@@ -21,12 +21,10 @@ import torch.nn.functional as F
 from transformers import AutoConfig, AutoTokenizer, PreTrainedModel, TrainerCallback
 from trl import SFTTrainer
 
+from prunetune.chat import IGNORE_INDEX
 from prunetune.config import PrunetuneError, require
 from prunetune.models import check_causal_lm_dir, load_model
 from prunetune.params import TrainParams
-
-IGNORE_INDEX = -100  # the label of a token the loss ignores (prompt, padding)
-
 
 # ---------------------------------------------------------------- LoRA on the labels
 

@@ -11,9 +11,9 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from prunetune.benchsections import bench_generation, bench_pruning, bench_training, padding_fraction, training_loaders
 from prunetune.benchsetup import LLAMA_3_2_1B
+from prunetune.chat import prompt_ids
 from prunetune.config import PrunetuneError
 from prunetune.efficiency import flops_per_token, ideal_speedup
-from prunetune.generation import prompt_ids
 from prunetune.pruning import remove_layers
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,11 +7,12 @@ import torch
 from conftest import LORA_TEST_CFG, TINY_TEST_CFG, TRAIN_TEST_CFG, chat_examples, make_article
 from transformers import AutoModelForCausalLM
 
+from prunetune.chat import IGNORE_INDEX
 from prunetune.config import PrunetuneError
 from prunetune.models import read_meta, save_model
 from prunetune.params import TrainParams
 from prunetune.pruning import remove_layers
-from prunetune.trainers import IGNORE_INDEX, distillation_teacher, distillation_terms
+from prunetune.trainers import distillation_teacher, distillation_terms
 from prunetune.training import build_dataset, finetune
 
 KD_CFG = {"method": "kd", "kd_alpha": 0.5, "kd_temperature": 2.0}

@@ -4,10 +4,11 @@ import pytest
 import torch
 from conftest import chat_examples
 
+from prunetune.chat import prompt_ids, tokenize_chat
 from prunetune.config import PrunetuneError
 from prunetune.data import article_id
 from prunetune.evaluation import evaluate, score_task
-from prunetune.generation import completion_nll, generate_greedy, prompt_ids
+from prunetune.generation import completion_nll, generate_greedy
 from prunetune.qa import (
     HELD_OUT,
     evaluate_qa,
@@ -18,7 +19,6 @@ from prunetune.qa import (
     split_membership,
     summarize_qa,
 )
-from prunetune.training import tokenize_chat
 
 EVAL_CFG = {
     "batch_size": 4,
