@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import stage_command
+from conftest import key_paths, stage_command
 from transformers import AutoConfig, AutoTokenizer
 
 from prunetune.chat import DEFAULT_CHAT_DATE, prompt_ids
@@ -24,15 +24,6 @@ CONFIG = ROOT / "configs/smoke-real-shapes.yaml"
 VOCAB = 128_256
 # the stages the reduced smoke runs, each with dvc.yaml's own arguments (conftest.stage_command)
 REDUCED_STAGES = ("split", "base", "prune", "finetune_pruned", "eval@ft_pruned", "qa@ft_pruned", "speed@base")
-
-
-def key_paths(tree: dict, prefix: str = "") -> set[str]:
-    paths = set()
-    for key, value in tree.items():
-        paths.add(prefix + key)
-        if isinstance(value, dict):
-            paths |= key_paths(value, f"{prefix}{key}.")
-    return paths
 
 
 def test_smoke_config_is_the_real_study_where_shapes_are_set():
