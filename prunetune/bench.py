@@ -126,7 +126,7 @@ def run_bench(
 
     _reset_memory(device)
     train_examples = splits["train"][: 4 * params["train"].batch_size] if mode == "smoke" else splits["train"]
-    trainer, batches = training_loaders(full, tokenizer, train_examples, params, device)
+    trainer, batches = training_loaders(full, tokenizer, train_examples, params, device, params["data"].chat_date)
     result["training"] = bench_training(trainer, batches, settings["train_steps"], hardware["peak_tflops"])
     result["training"]["peak_memory_mb"] = _memory_mb(device)
     return result

@@ -16,7 +16,7 @@ from prunetune.config import PrunetuneError
 from prunetune.data import TASKS
 from prunetune.efficiency import flops_per_token, pruning_speed, timed
 from prunetune.generation import generate_greedy
-from prunetune.params import DataParams, LoraParams, SpeedParams, TrainParams, as_section
+from prunetune.params import LoraParams, SpeedParams, TrainParams, as_section
 
 # ---------------------------------------------------------------- generation
 
@@ -132,7 +132,12 @@ def padding_fraction(batches: list[dict[str, torch.Tensor]]) -> float:
 
 
 def training_loaders(
-    model: Any, tokenizer: Any, train_examples: list[dict[str, Any]], params: dict[str, Any], device: torch.device
+    model: Any,
+    tokenizer: Any,
+    train_examples: list[dict[str, Any]],
+    params: dict[str, Any],
+    device: torch.device,
+    date_string: str = DEFAULT_CHAT_DATE,
 ) -> tuple[Any, dict[str, list[dict[str, torch.Tensor]]]]:
     """The finetune stage's trainer (its SFTConfig, collator and LoRA) and one epoch of its batches, once with the
     stage's sampling and once with naive random sampling. The LoRA adapter is added to `model` in place."""
@@ -141,7 +146,6 @@ def training_loaders(
     from prunetune.training import build_dataset, lora_config, sft_config
 
     train_cfg, lora_cfg = as_section(TrainParams, params["train"]), as_section(LoraParams, params["lora"])
-    date_string = as_section(DataParams, params["data"]).chat_date
     data, _ = build_dataset(train_examples, tokenizer, train_cfg.max_seq_length, date_string)
     if len(data) == 0:
         raise PrunetuneError("bench: no training example fits train.max_seq_length")
