@@ -20,7 +20,7 @@ lint: setup
 	$(BIN)/ruff format prunetune stages tests
 	$(BIN)/ruff check --fix prunetune stages tests
 
-# The reference study on a GPU (see configs/llama-3.2-1b.yaml).
+# The reference study on a GPU (see configs/llama-3.2-1b.yaml) as a DVC experiment; params.yaml is not touched.
+CONFIG ?= configs/llama-3.2-1b.yaml
 study: setup
-	cp configs/llama-3.2-1b.yaml params.yaml
-	dvc repro
+	prunetune study $(CONFIG)

@@ -114,7 +114,7 @@ def run_bench(
     }
 
     _reset_memory(device)
-    prompts = bench_prompts(tokenizer, splits, settings["prompts_per_task"])
+    prompts = bench_prompts(tokenizer, splits, settings["prompts_per_task"], params["data"].chat_date)
     result["generation"] = bench_generation(full, tokenizer, prompts, limits, gen_batch, settings["gen_repeats"])
     result["generation"]["peak_memory_mb"] = _memory_mb(device)
 
@@ -126,7 +126,7 @@ def run_bench(
 
     _reset_memory(device)
     train_examples = splits["train"][: 4 * params["train"].batch_size] if mode == "smoke" else splits["train"]
-    trainer, batches = training_loaders(full, tokenizer, train_examples, params, device)
+    trainer, batches = training_loaders(full, tokenizer, train_examples, params, device, params["data"].chat_date)
     result["training"] = bench_training(trainer, batches, settings["train_steps"], hardware["peak_tflops"])
     result["training"]["peak_memory_mb"] = _memory_mb(device)
     return result

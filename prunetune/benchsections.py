@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from prunetune.chat import prompt_ids
+from prunetune.chat import DEFAULT_CHAT_DATE, prompt_ids
 from prunetune.config import PrunetuneError
 from prunetune.data import TASKS
 from prunetune.efficiency import flops_per_token, pruning_speed, timed
@@ -22,7 +22,10 @@ from prunetune.params import LoraParams, SpeedParams, TrainParams, as_section
 
 
 def bench_prompts(
-    tokenizer: Any, splits: dict[str, list[dict[str, Any]]], per_task: int | None
+    tokenizer: Any,
+    splits: dict[str, list[dict[str, Any]]],
+    per_task: int | None,
+    date_string: str = DEFAULT_CHAT_DATE,
 ) -> dict[str, list[list[int]]]:
     """Per task, the chat prompts of the test split (the first per_task of them; topped up from val, then train,
     when more are asked for than the test split has)."""
@@ -30,7 +33,7 @@ def bench_prompts(
     for task in TASKS:
         splits_used = ("test",) if per_task is None else ("test", "val", "train")
         chosen = [e for split in splits_used for e in splits[split] if e["task"] == task][:per_task]
-        prompts[task] = [prompt_ids(tokenizer, e["messages"][:2]) for e in chosen]
+        prompts[task] = [prompt_ids(tokenizer, e["messages"][:2], date_string) for e in chosen]
     if not any(prompts.values()):
         raise PrunetuneError("bench: the test split has no examples; run the split stage or check data.*")
     return prompts
@@ -129,7 +132,12 @@ def padding_fraction(batches: list[dict[str, torch.Tensor]]) -> float:
 
 
 def training_loaders(
-    model: Any, tokenizer: Any, train_examples: list[dict[str, Any]], params: dict[str, Any], device: torch.device
+    model: Any,
+    tokenizer: Any,
+    train_examples: list[dict[str, Any]],
+    params: dict[str, Any],
+    device: torch.device,
+    date_string: str = DEFAULT_CHAT_DATE,
 ) -> tuple[Any, dict[str, list[dict[str, torch.Tensor]]]]:
     """The finetune stage's trainer (its SFTConfig, collator and LoRA) and one epoch of its batches, once with the
     stage's sampling and once with naive random sampling. The LoRA adapter is added to `model` in place."""
@@ -138,7 +146,7 @@ def training_loaders(
     from prunetune.training import build_dataset, lora_config, sft_config
 
     train_cfg, lora_cfg = as_section(TrainParams, params["train"]), as_section(LoraParams, params["lora"])
-    data, _ = build_dataset(train_examples, tokenizer, train_cfg.max_seq_length)
+    data, _ = build_dataset(train_examples, tokenizer, train_cfg.max_seq_length, date_string)
     if len(data) == 0:
         raise PrunetuneError("bench: no training example fits train.max_seq_length")
     lora = lora_config(lora_cfg)

@@ -18,6 +18,7 @@ from prunetune.efficiency import timed
 from prunetune.jsonio import read_jsonl
 from prunetune.params import MEASURED_METHODS
 from prunetune.pruning import decoder_layers, remove_layers, resolve_removed_layers
+from prunetune.tiny import LLAMA3_CONTEXT, LLAMA3_ROPE, build_model, train_tokenizer
 
 # Llama-3.2-1B's exact shape (its config.json), built here with random weights: nothing is downloaded.
 LLAMA_3_2_1B = {
@@ -28,17 +29,10 @@ LLAMA_3_2_1B = {
     "num_attention_heads": 32,
     "num_key_value_heads": 8,
     "head_dim": 64,
-    "max_position_embeddings": 131072,
+    "max_position_embeddings": LLAMA3_CONTEXT,
     "rms_norm_eps": 1e-5,
     "tie_word_embeddings": True,
-    "rope_parameters": {
-        "rope_type": "llama3",
-        "rope_theta": 500000.0,
-        "factor": 32.0,
-        "low_freq_factor": 1.0,
-        "high_freq_factor": 4.0,
-        "original_max_position_embeddings": 8192,
-    },
+    "rope_parameters": dict(LLAMA3_ROPE),
     "bos_token_id": 128000,
     "eos_token_id": [128001, 128008, 128009],
 }
@@ -96,8 +90,6 @@ def _removed_layers(params: dict[str, Any], num_layers: int) -> list[int]:
 
 
 def _build_tokenizer(train_examples: list[dict[str, Any]], params: dict[str, Any]) -> Any:
-    from prunetune.tiny import train_tokenizer
-
     texts = [message["content"] for example in train_examples for message in example["messages"]]
     return train_tokenizer(texts, params["model"].tiny.vocab_size)
 
@@ -116,7 +108,6 @@ def build_models(
     from transformers import AutoTokenizer, GenerationConfig, LlamaConfig, LlamaForCausalLM
 
     from prunetune.models import load_model, pick_dtype, read_meta
-    from prunetune.tiny import build_model
 
     check_arch(arch, random_init)
     dtype = pick_dtype(device)

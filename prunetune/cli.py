@@ -136,6 +136,43 @@ def bench_split(args: argparse.Namespace) -> None:
     run_stage(measure)
 
 
+def study(args: argparse.Namespace) -> None:
+    """A config (configs/llama-3.2-1b.yaml) as a DVC experiment in a temporary copy: params.yaml stays untouched."""
+    import shlex
+    import subprocess
+    import sys
+
+    from prunetune.config import run_stage
+    from prunetune.study import study_command
+
+    def launch() -> None:
+        command = study_command(args.config, args.name, Path("."), args.force)
+        if args.dry_run:
+            print(shlex.join(command))
+            return
+        sys.exit(subprocess.run(command).returncode)
+
+    run_stage(launch)
+
+
+def smoke(args: argparse.Namespace) -> None:
+    """Every stage on the real study's shapes (configs/smoke-real-shapes.yaml), each timed and its peak RSS taken."""
+    import json
+
+    from prunetune.config import run_stage
+    from prunetune.smoke import run_smoke, table
+
+    def measure() -> None:
+        root = Path(__file__).resolve().parents[1]
+        results = run_smoke(root, args.workdir.resolve(), args.config, args.articles)
+        if args.json:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        print(table(results))
+
+    run_stage(measure)
+
+
 def plots_template(args: argparse.Namespace) -> None:
     """Write the offline HTML template `dvc plots show` uses (.dvc/config plots.html_template)."""
     from prunetune.config import run_stage
@@ -216,6 +253,25 @@ def main(argv: list[str] | None = None) -> None:
     split.add_argument("--seed", type=int, default=0, help="corpus seed (default: %(default)s)")
     split.add_argument("--json", help="write the figures to this JSON file")
     split.set_defaults(run=bench_split)
+    studying = commands.add_parser("study", help="run a config (e.g. the real study) as a DVC experiment")
+    studying.add_argument("config", nargs="?", default="configs/llama-3.2-1b.yaml", help="default: %(default)s")
+    studying.add_argument("-n", "--name", help="experiment name (default: the config's file name)")
+    studying.add_argument("-f", "--force", action="store_true", help="replace an experiment of the same name")
+    studying.add_argument("--dry-run", action="store_true", help="check, print the dvc command, run nothing")
+    studying.set_defaults(run=study)
+    smoking = commands.add_parser("smoke", help="run every stage on the real study's shapes on this machine")
+    smoking.add_argument("--config", type=Path, default=Path("configs/smoke-real-shapes.yaml"), help="%(default)s")
+    smoking.add_argument(
+        "--workdir", type=Path, default=Path("/tmp/prunetune-smoke"), help="throwaway repo copy (default: %(default)s)"
+    )
+    smoking.add_argument(
+        "--articles",
+        type=int,
+        default=425,
+        help="generated articles; about 400 remain after Fact & Figures are excluded (default: %(default)s)",
+    )
+    smoking.add_argument("--json", help="write every stage's figures to this JSON file")
+    smoking.set_defaults(run=smoke)
     page = commands.add_parser("plots-template", help="write the offline HTML template for `dvc plots show`")
     page.add_argument("--out", default=".dvc/plots/offline.html", help="where (default: %(default)s)")
     page.set_defaults(run=plots_template)

@@ -4,6 +4,7 @@ The sections' types and ranges are in params.py."""
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -66,9 +67,17 @@ def require(condition: bool, param: str, problem: str) -> None:
 
 
 def run_stage(main: Callable[[], None]) -> None:
-    """Run a stage's main; bad input ends in one line on stderr and exit status 1, not a traceback."""
+    """Run a stage's main; bad input ends in one line on stderr and exit status 1, not a traceback.
+
+    With PRUNETUNE_VOCAB_GUARD set, main runs under prunetune.memguard's check on full-vocabulary tensors."""
     try:
-        main()
+        if os.environ.get("PRUNETUNE_VOCAB_GUARD"):
+            from prunetune.memguard import guard_from_env  # torch: only when asked for
+
+            with guard_from_env():
+                main()
+        else:
+            main()
     except PrunetuneError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from prunetune.chat import prompt_ids, tokenize_chat
+from prunetune.chat import DEFAULT_CHAT_DATE, prompt_ids, tokenize_chat
 from prunetune.config import PrunetuneError
 from prunetune.data import TASKS, parse_tags
 from prunetune.generation import completion_nll, generate_greedy
@@ -66,8 +66,11 @@ def evaluate(
     test_examples: list[dict[str, Any]],
     train_examples: list[dict[str, Any]],
     cfg: EvalParams | dict[str, Any],
+    date_string: str = DEFAULT_CHAT_DATE,
 ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
-    """Metrics (DESIGN.md's shape, without efficiency), one prediction row per example, and the counts."""
+    """Metrics (DESIGN.md's shape, without efficiency), one prediction row per example, and the counts.
+
+    date_string: the date chat templates print (params.yaml data.chat_date)."""
     cfg = as_section(EvalParams, cfg)
     if not test_examples:
         raise PrunetuneError(
@@ -77,13 +80,14 @@ def evaluate(
     metrics: dict[str, Any] = {}
     rows: list[dict[str, Any]] = []
     counts: dict[str, Any] = {"examples": {}, "hit_max_new_tokens": {}}
-    nll = completion_nll(model, [tokenize_chat(tokenizer, e["messages"]) for e in test_examples], cfg.batch_size)
+    scored = [tokenize_chat(tokenizer, e["messages"], date_string) for e in test_examples]
+    nll = completion_nll(model, scored, cfg.batch_size)
     for task in TASKS:
         indices = [i for i, e in enumerate(test_examples) if e["task"] == task]
         if not indices:
             continue
         examples = [test_examples[i] for i in indices]
-        prompts = [prompt_ids(tokenizer, e["messages"][:2]) for e in examples]
+        prompts = [prompt_ids(tokenizer, e["messages"][:2], date_string) for e in examples]
         generated = generate_greedy(
             model, tokenizer, prompts, getattr(cfg.max_new_tokens, task), cfg.batch_size, desc=f"generating {task}"
         )

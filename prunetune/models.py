@@ -17,6 +17,9 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_N
 from prunetune.config import PrunetuneError
 
 META_FILE = "prunetune.json"  # our record beside each model dir: where it came from, what was done to it
+# model.dtype (optional; absent = auto): the dtype every stage loads the models in. The base stage records a
+# non-auto choice in the model's meta, which every derived model inherits, so no other stage needs the param.
+DTYPES = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 def pick_device() -> torch.device:
@@ -109,7 +112,8 @@ def load_model(
     dtype: torch.dtype | None = None,
     param: str = "model",
 ) -> tuple[PreTrainedModel, Any]:
-    """A causal LM and its tokenizer from a local directory, safetensors only, no remote code."""
+    """A causal LM and its tokenizer from a local directory, safetensors only, no remote code; in `dtype`, else the
+    dtype its meta records (model.dtype at the base stage), else pick_dtype's."""
     check_causal_lm_dir(path, param)
     device = device or pick_device()
     if not any(path.glob("tokenizer*")):
@@ -122,6 +126,7 @@ def load_model(
         raise PrunetuneError(
             f"{param}: {path}: the tokenizer cannot be loaded ({_first_line(err)}); {RESTORE}"
         ) from None
+    dtype = dtype or DTYPES.get(read_meta(path).get("dtype", "auto"))
     try:
         model, info = AutoModelForCausalLM.from_pretrained(
             path,

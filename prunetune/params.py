@@ -27,6 +27,9 @@ MEASURED_METHODS = ("block_influence", "angular")  # pick the layers from a cali
 PRUNE_METHODS = RULE_METHODS + MEASURED_METHODS
 S = TypeVar("S", bound="Section")
 HUB_DATASET = "null or a hub dataset id such as 'owner/name' or 'owner/name@revision'"
+# Llama 3.x templates fall back to this date when neither date_string nor strftime_now is available.
+DEFAULT_CHAT_DATE = "26 Jul 2024"
+CHAT_DATE = f"a date as the chat template prints it, e.g. '{DEFAULT_CHAT_DATE}' (a quoted string)"
 
 
 class Invalid(Exception):
@@ -47,10 +50,13 @@ def key(
     choices: Callable[[], tuple[str, ...]] | None = None,
     min_items: int = 0,
     expect: str | None = None,
+    optional: bool = False,
 ) -> Any:
     """A section's key: its default (none: required), its range (of each item, for a list) and its choices;
-    `expect` words what a wrong value should have been ("must be {expect}, got ...")."""
+    `expect` words what a wrong value should have been ("must be {expect}, got ..."). An `optional` key at its
+    default is left out of to_dict(), so adding one changes no recorded meta or fingerprint of a run without it."""
     metadata = {"ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices, "min_items": min_items, "expect": expect}
+    metadata["optional"] = optional
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -161,10 +167,16 @@ class Section:
         """Checks across keys; raise Invalid(key, problem)."""
 
     def to_dict(self) -> dict[str, Any]:
-        """As params.yaml holds it (lists as lists): what prunetune.json records and run fingerprints hash."""
+        """As params.yaml holds it (lists as lists): what prunetune.json records and run fingerprints hash.
+        Optional keys at their default are left out (as a params.yaml without them holds it)."""
         return {
-            name: value.to_dict() if isinstance(value, Section) else list(value) if isinstance(value, tuple) else value
-            for name, value in ((f.name, getattr(self, f.name)) for f in dataclasses.fields(self))
+            f.name: value.to_dict()
+            if isinstance(value, Section)
+            else list(value)
+            if isinstance(value, tuple)
+            else value
+            for f, value in ((f, getattr(self, f.name)) for f in dataclasses.fields(self))
+            if not (f.metadata.get("optional") and value == f.default)
         }
 
 
@@ -188,6 +200,8 @@ class DataParams(Section):
     test_fraction: float = key(ge=0, lt=1)
     max_content_words: int | None = key(None, ge=1)
     near_duplicate_jaccard: float = key(gt=0, le=1)
+    # the date Llama 3.x chat templates print in the system header (prunetune.chat passes it; else today's)
+    chat_date: str = key(DEFAULT_CHAT_DATE, expect=CHAT_DATE)
     seed: int = key(ge=0)
 
     def check(self) -> None:
@@ -217,6 +231,10 @@ class TinyParams(Section):
     init_std: float = key(gt=0)
     instruction_warmup: float = key(ge=0, lt=1)  # a fraction of pretrain_steps
     seed: int = key(ge=0)
+    # Optional (the defaults are the embedded model's); configs/smoke-real-shapes.yaml sets Llama 3.2's shapes.
+    chat_template: Literal["tiny", "llama3-dated"] = key("tiny", optional=True)  # llama3-dated: "Today Date"
+    rope: Literal["default", "llama3"] = key("default", optional=True)  # llama3: scaled, 131,072 positions
+    exact_vocab: bool = key(False, optional=True)  # reserved special tokens fill the vocabulary to vocab_size
 
     def check(self) -> None:
         if self.hidden_size % self.heads:
@@ -230,6 +248,9 @@ class ModelParams(Section):
     NAME = "model"
     name: str = key(expect="'tiny', a hub id or a local directory")
     revision: str | None = key(None)
+    # the dtype every stage loads the models in; auto: bf16 on a GPU that has it, else float32. The base stage
+    # records a non-auto choice in the model's meta, which every derived model inherits.
+    dtype: Literal["auto", "float32", "bfloat16"] = key("auto", optional=True)
     tiny: TinyParams = key()
 
 

@@ -8,7 +8,7 @@ import string
 from pathlib import Path
 from typing import Any
 
-from prunetune.chat import IGNORE_INDEX, prompt_ids, tokenize_chat
+from prunetune.chat import DEFAULT_CHAT_DATE, IGNORE_INDEX, prompt_ids, tokenize_chat
 from prunetune.config import PrunetuneError
 from prunetune.generation import completion_nll, generate_greedy
 from prunetune.jsonio import read_jsonl
@@ -153,11 +153,14 @@ def split_membership(paths: dict[str, str | Path]) -> dict[str, str]:
     return membership
 
 
-def letter_rows(tokenizer: Any, messages: list[dict[str, str]], n_options: int) -> list[dict[str, list[int]]]:
+def letter_rows(
+    tokenizer: Any, messages: list[dict[str, str]], n_options: int, date_string: str = DEFAULT_CHAT_DATE
+) -> list[dict[str, list[int]]]:
     """One scored row per option letter: the chat with the letter as the assistant's answer, labels on the letter's
     tokens only (the end-of-turn tokens the template appends are common to all letters and stay unscored)."""
     rows = [
-        tokenize_chat(tokenizer, [*messages, {"role": "assistant", "content": LETTERS[i]}]) for i in range(n_options)
+        tokenize_chat(tokenizer, [*messages, {"role": "assistant", "content": LETTERS[i]}], date_string)
+        for i in range(n_options)
     ]
     answers = [[t for t in row["labels"] if t != IGNORE_INDEX] for row in rows]
     suffix = 0
@@ -193,19 +196,28 @@ def evaluate_qa(
     questions: list[dict[str, Any]],
     cfg: QaParams | dict[str, Any],
     membership: dict[str, str] | None = None,
+    date_string: str = DEFAULT_CHAT_DATE,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Accuracy (held-out headline), by split, category and difficulty (intervals and counts), one row per question.
 
-    membership maps article_id -> split (split_membership); without it every question's split is unknown."""
+    membership maps article_id -> split (split_membership); without it every question's split is unknown.
+    date_string: the date chat templates print (params.yaml data.chat_date)."""
     cfg = as_section(QaParams, cfg)
     membership = membership or {}
     prompts = [question_messages(q) for q in questions]
     generated = generate_greedy(
-        model, tokenizer, [prompt_ids(tokenizer, m) for m in prompts], cfg.max_new_tokens, cfg.batch_size
+        model,
+        tokenizer,
+        [prompt_ids(tokenizer, m, date_string) for m in prompts],
+        cfg.max_new_tokens,
+        cfg.batch_size,
     )
     # scored rows: every option text of an MC question (the gold answer for a factual one), then every MC letter
     candidates = [(qi, text) for qi, q in enumerate(questions) for text in q.get("options") or [q["answer"]]]
-    rows = [tokenize_chat(tokenizer, [*prompts[qi], {"role": "assistant", "content": text}]) for qi, text in candidates]
+    rows = [
+        tokenize_chat(tokenizer, [*prompts[qi], {"role": "assistant", "content": text}], date_string)
+        for qi, text in candidates
+    ]
     letters = [
         (qi, i)
         for qi, q in enumerate(questions)
@@ -214,7 +226,7 @@ def evaluate_qa(
     ]
     for qi, q in enumerate(questions):
         if q["category"] == "multiple_choice":
-            rows += letter_rows(tokenizer, prompts[qi], len(q["options"]))
+            rows += letter_rows(tokenizer, prompts[qi], len(q["options"]), date_string)
     scored = completion_nll(model, rows, cfg.batch_size)
     text_scores, letter_scores = scored[: len(candidates)], scored[len(candidates) :]
 

@@ -10,10 +10,11 @@ import math
 from typing import Any
 
 import torch
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from tqdm.auto import tqdm
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from prunetune.chat import DEFAULT_CHAT_DATE
 from prunetune.data import article_content, article_texts
 from prunetune.params import TinyParams, as_section
 from prunetune.warmup import instruction_batch, tokenize_answers, warmup_chats
@@ -28,6 +29,38 @@ CHAT_TEMPLATE = (
     "{%- endfor %}"
     "{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}"
 )
+# Llama 3.1/3.2's own template without its tool-calling branches: the system header carries a knowledge cut-off
+# and "Today Date", taken from the clock (strftime_now) unless the caller passes date_string (prunetune.chat does).
+LLAMA3_DATED_TEMPLATE = (
+    "{{- bos_token }}"
+    "{%- if not date_string is defined %}{%- if strftime_now is defined %}"
+    "{%- set date_string = strftime_now('%d %b %Y') %}"
+    "{%- else %}{%- set date_string = '26 Jul 2024' %}{%- endif %}{%- endif %}"
+    "{%- if messages[0]['role'] == 'system' %}"
+    "{%- set system_message = messages[0]['content'] | trim %}{%- set messages = messages[1:] %}"
+    "{%- else %}{%- set system_message = '' %}{%- endif %}"
+    "{{- '<|start_header_id|>system<|end_header_id|>\\n\\n' }}"
+    "{{- 'Cutting Knowledge Date: December 2023\\n' }}"
+    "{{- 'Today Date: ' + date_string + '\\n\\n' }}"
+    "{{- system_message + '<|eot_id|>' }}"
+    "{%- for message in messages %}"
+    "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + message['content'] | trim"
+    " + '<|eot_id|>' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}"
+)
+CHAT_TEMPLATES = {"tiny": CHAT_TEMPLATE, "llama3-dated": LLAMA3_DATED_TEMPLATE}
+# Llama 3.2's RoPE (model.tiny.rope: llama3): theta 500000 scaled for a 131,072-token context.
+LLAMA3_ROPE = {
+    "rope_type": "llama3",
+    "rope_theta": 500000.0,
+    "factor": 32.0,
+    "low_freq_factor": 1.0,
+    "high_freq_factor": 4.0,
+    "original_max_position_embeddings": 8192,
+}
+LLAMA3_CONTEXT = 131072
+RESERVED_TOKEN = "<|reserved_special_token_{}|>"
 
 
 # Llama 3's pre-tokenizer split. Unlike GPT-2's it keeps a run of newlines whole, so "\n\n" (which ends every
@@ -38,8 +71,18 @@ LLAMA3_SPLIT_PATTERN = (
 )
 
 
-def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
-    """Byte-level BPE (as Llama 3) with Llama 3's special tokens; the BOS is added as Llama 3 adds it."""
+def train_tokenizer(
+    texts: list[str],
+    vocab_size: int,
+    chat_template: str = CHAT_TEMPLATE,
+    exact_vocab: bool = False,
+    model_max_length: int = 2048,
+) -> PreTrainedTokenizerFast:
+    """Byte-level BPE (as Llama 3) with Llama 3's special tokens; the BOS is added as Llama 3 adds it.
+
+    BPE stops merging when the texts offer no more pairs; exact_vocab then fills the vocabulary up to vocab_size
+    with reserved special tokens, as Llama 3's <|reserved_special_token_N|>, so the model gets exactly vocab_size
+    embedding rows (Llama 3's 128,256 from a few hundred articles)."""
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
         [
@@ -60,28 +103,37 @@ def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFas
     tokenizer.post_processor = processors.TemplateProcessing(
         single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, bos_id)]
     )
+    if exact_vocab and tokenizer.get_vocab_size() < vocab_size:
+        missing = range(vocab_size - tokenizer.get_vocab_size())
+        tokenizer.add_special_tokens([AddedToken(RESERVED_TOKEN.format(i), special=True) for i in missing])
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         bos_token=BOS,
         eos_token=EOT,
         pad_token=PAD,
-        chat_template=CHAT_TEMPLATE,
-        model_max_length=2048,
+        chat_template=chat_template,
+        model_max_length=model_max_length,
     )
 
 
 def build_model(tokenizer: PreTrainedTokenizerFast, cfg: TinyParams | dict[str, Any]) -> LlamaForCausalLM:
+    """The Llama-architecture model at model.tiny's shape, weights random (seeded); rope: llama3 gives Llama 3.2's
+    scaled RoPE and 131,072-token context, else plain RoPE (theta 500000) over 2,048 positions."""
     cfg = as_section(TinyParams, cfg)
     torch.manual_seed(cfg.seed)
+    rope = (
+        {"rope_parameters": dict(LLAMA3_ROPE), "max_position_embeddings": LLAMA3_CONTEXT}
+        if cfg.rope == "llama3"
+        else {"rope_theta": 500000.0, "max_position_embeddings": 2048}
+    )
     config = LlamaConfig(
+        **rope,
         vocab_size=len(tokenizer),
         hidden_size=cfg.hidden_size,
         intermediate_size=cfg.intermediate_size,
         num_hidden_layers=cfg.layers,
         num_attention_heads=cfg.heads,
         num_key_value_heads=cfg.kv_heads,
-        max_position_embeddings=2048,
-        rope_theta=500000.0,
         initializer_range=cfg.init_std,
         tie_word_embeddings=True,
         bos_token_id=tokenizer.bos_token_id,
@@ -172,17 +224,25 @@ def pretrain(
 
 
 def build_tiny_base(
-    train_examples: list[dict[str, Any]], cfg: TinyParams | dict[str, Any]
+    train_examples: list[dict[str, Any]], cfg: TinyParams | dict[str, Any], date_string: str = DEFAULT_CHAT_DATE
 ) -> tuple[Any, Any, dict[str, Any]]:
-    """Tokenizer trained on the train split's chats, model pre-trained on its articles; plus a report."""
+    """Tokenizer trained on the train split's chats, model pre-trained on its articles; plus a report.
+    date_string: the date chat templates print (params.yaml data.chat_date) in the warm-up chats."""
     cfg = as_section(TinyParams, cfg)
     chat_texts = [message["content"] for example in train_examples for message in example["messages"]]
-    tokenizer = train_tokenizer(chat_texts, cfg.vocab_size)
+    tokenizer = train_tokenizer(
+        chat_texts,
+        cfg.vocab_size,
+        CHAT_TEMPLATES[cfg.chat_template],
+        cfg.exact_vocab,
+        LLAMA3_CONTEXT if cfg.rope == "llama3" else 2048,
+    )
     model = build_model(tokenizer, cfg)
     stream = token_stream(tokenizer, article_texts(train_examples))
     contents = list({e["article_id"]: article_content(e) for e in train_examples}.values())
-    instructions = tokenize_answers(tokenizer, warmup_chats(contents), cfg.seq_len)
-    perplexity_before = stream_perplexity(model, stream, cfg.seq_len)
+    instructions = tokenize_answers(tokenizer, warmup_chats(contents), cfg.seq_len, date_string)
+    trained = cfg.pretrain_steps > 0  # 0: a random-init model (the real shapes' smoke); no perplexity to compare
+    perplexity_before = stream_perplexity(model, stream, cfg.seq_len) if trained else None
     losses = pretrain(model, stream, cfg, instructions=instructions, pad_id=tokenizer.pad_token_id)
     steps = range(len(losses))
     instruction_losses = [losses[i] for i in steps if is_instruction_step(i, cfg.instruction_warmup)]
@@ -199,6 +259,6 @@ def build_tiny_base(
         "pretrain_loss_first": losses[0] if losses else None,
         "pretrain_loss_last": losses[-1] if losses else None,
         "train_perplexity_before": perplexity_before,
-        "train_perplexity_after": stream_perplexity(model, stream, cfg.seq_len),
+        "train_perplexity_after": stream_perplexity(model, stream, cfg.seq_len) if trained else None,
     }
     return model, tokenizer, report

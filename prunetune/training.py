@@ -21,7 +21,7 @@ from transformers import EarlyStoppingCallback, TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 from trl import SFTConfig
 
-from prunetune.chat import tokenize_chat
+from prunetune.chat import DEFAULT_CHAT_DATE, tokenize_chat
 from prunetune.config import require
 from prunetune.models import load_model, pick_device, read_meta, staged_dir, write_model_files
 from prunetune.params import LoraParams, TrainParams, as_section
@@ -45,11 +45,14 @@ def linear_module_names(model: torch.nn.Module) -> set[str]:
 # ---------------------------------------------------------------- data
 
 
-def build_dataset(examples: list[dict[str, Any]], tokenizer: Any, max_seq_length: int) -> tuple[Dataset, int]:
-    """Tokenized examples that fit max_seq_length whole, and how many did not (dropped, never truncated)."""
+def build_dataset(
+    examples: list[dict[str, Any]], tokenizer: Any, max_seq_length: int, date_string: str = DEFAULT_CHAT_DATE
+) -> tuple[Dataset, int]:
+    """Tokenized examples (chat.tokenize_chat) that fit max_seq_length whole, and how many did not (dropped,
+    never truncated)."""
     rows, too_long = [], 0
     for example in examples:
-        row = tokenize_chat(tokenizer, example["messages"])
+        row = tokenize_chat(tokenizer, example["messages"], date_string)
         if len(row["input_ids"]) > max_seq_length:
             too_long += 1
             continue
@@ -93,8 +96,12 @@ def lora_config(cfg: LoraParams) -> LoraConfig:
     )
 
 
-def sft_config(cfg: TrainParams, scratch_dir: Path, device: torch.device) -> SFTConfig:
+def sft_config(cfg: TrainParams, scratch_dir: Path, device: torch.device, bf16: bool | None = None) -> SFTConfig:
+    """TRL's config from params.yaml's train section; bf16 autocast when the model is in bf16 (default: on a GPU
+    that has it)."""
     on_gpu = device.type == "cuda"
+    if bf16 is None:
+        bf16 = on_gpu and torch.cuda.is_bf16_supported()
     return SFTConfig(
         output_dir=str(scratch_dir),
         learning_rate=cfg.learning_rate,
@@ -121,7 +128,7 @@ def sft_config(cfg: TrainParams, scratch_dir: Path, device: torch.device) -> SFT
         max_length=cfg.max_seq_length,
         train_sampling_strategy="group_by_length",
         activation_checkpointing=cfg.gradient_checkpointing,
-        bf16=on_gpu and torch.cuda.is_bf16_supported(),
+        bf16=bf16,
         fp16=False,
         use_cpu=not on_gpu,
         ddp_backend="gloo" if not on_gpu and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
@@ -164,8 +171,11 @@ def finetune(
     out_dir: Path,
     metrics_dir: Path,
     scratch_dir: Path,
+    date_string: str = DEFAULT_CHAT_DATE,
 ) -> dict[str, Any] | None:
-    """LoRA-heal the model in model_dir; write adapter + merged model and dvclive logs (rank 0). Returns the summary."""
+    """LoRA-heal the model in model_dir; write adapter + merged model and dvclive logs (rank 0). Returns the summary.
+
+    date_string: the date chat templates print (params.yaml data.chat_date), the same in every stage."""
     from dvclive import Live  # its import is slow: only when a model is trained
 
     lora_cfg, train_cfg = as_section(LoraParams, lora_cfg), as_section(TrainParams, train_cfg)
@@ -175,15 +185,21 @@ def finetune(
     teacher_dir = distillation_teacher(train_cfg, read_meta(model_dir))  # kd heals pruned models only
     teacher = load_teacher(teacher_dir, tokenizer, model, device) if teacher_dir else None
     max_length = train_cfg.max_seq_length
-    train_data, train_too_long = build_dataset(train_examples, tokenizer, max_length)
-    val_data, val_too_long = build_dataset(val_examples, tokenizer, max_length)
+    train_data, train_too_long = build_dataset(train_examples, tokenizer, max_length, date_string)
+    val_data, val_too_long = build_dataset(val_examples, tokenizer, max_length, date_string)
     for name, data, dropped in (("train", train_data, train_too_long), ("val", val_data, val_too_long)):
         require(len(data) > 0, "train.max_seq_length", f"leaves no {name} example ({dropped} longer than {max_length})")
 
-    args = sft_config(train_cfg, scratch_dir, device)
+    args = sft_config(train_cfg, scratch_dir, device, bf16=model.dtype == torch.bfloat16)
     teacher_meta = [read_meta(teacher_dir)] if teacher_dir else []
     fingerprint = run_fingerprint(
-        lora_cfg.to_dict(), train_cfg.to_dict(), train_examples, val_examples, read_meta(model_dir), *teacher_meta
+        lora_cfg.to_dict(),
+        train_cfg.to_dict(),
+        train_examples,
+        val_examples,
+        read_meta(model_dir),
+        date_string,
+        *teacher_meta,
     )
     with args.main_process_first(desc="prepare scratch dir"):
         resume_from = prepare_scratch(scratch_dir, fingerprint)

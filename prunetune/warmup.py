@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from prunetune.chat import IGNORE_INDEX, tokenize_chat
+from prunetune.chat import DEFAULT_CHAT_DATE, IGNORE_INDEX, tokenize_chat
 from prunetune.data import SYSTEM_PROMPT
 
 
@@ -58,12 +58,14 @@ def warmup_chats(contents: list[str]) -> list[list[dict[str, str]]]:
     return chats
 
 
-def tokenize_answers(tokenizer: Any, chats: list[list[dict[str, str]]], max_length: int) -> list[tuple[list, list]]:
-    """(input_ids, labels) per chat, labels only on the answer and its end-of-turn; chats longer than max_length
-    lose prompt tokens from the left (the answer is what is trained)."""
+def tokenize_answers(
+    tokenizer: Any, chats: list[list[dict[str, str]]], max_length: int, date_string: str = DEFAULT_CHAT_DATE
+) -> list[tuple[list, list]]:
+    """(input_ids, labels) per chat (chat.tokenize_chat: labels only on the answer and its end-of-turn); chats
+    longer than max_length lose prompt tokens from the left (the answer is what is trained)."""
     rows = []
     for chat in chats:
-        row = tokenize_chat(tokenizer, chat)
+        row = tokenize_chat(tokenizer, chat, date_string)
         rows.append((row["input_ids"][-max_length:], row["labels"][-max_length:]))
     return rows
 

@@ -13,17 +13,19 @@ from prunetune.evaluation import evaluate
 from prunetune.jsonio import read_jsonl, write_json, write_jsonl
 from prunetune.metrics import check_bertscore_model
 from prunetune.models import load_model
-from prunetune.params import EvalParams, load_section
+from prunetune.params import DataParams, EvalParams, load_section
 
 
 def main() -> None:
     names = ("MODEL_DIR", "SPLIT_DIR", "METRICS", "PREDICTIONS", "REPORT")
     model_dir, split_dir, metrics_file, predictions_file, report_file = map(Path, stage_args(*names))
-    cfg = load_section(EvalParams)
+    cfg, date_string = load_section(EvalParams), load_section(DataParams).chat_date
     test_examples = read_jsonl(split_dir / "test.jsonl")
     check_bertscore_model(cfg.bertscore_model)
     model, tokenizer = load_model(model_dir, param=str(model_dir))
-    metrics, predictions, counts = evaluate(model, tokenizer, test_examples, read_jsonl(split_dir / "train.jsonl"), cfg)
+    metrics, predictions, counts = evaluate(
+        model, tokenizer, test_examples, read_jsonl(split_dir / "train.jsonl"), cfg, date_string
+    )
     metrics["efficiency"] = model_size(model, model_dir)  # speed: the speed@PAIR stages
     write_json(metrics_file, metrics)
     write_json(report_file, counts)

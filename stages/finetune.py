@@ -13,7 +13,7 @@ from pathlib import Path
 
 from prunetune.config import run_stage, stage_args
 from prunetune.jsonio import read_jsonl
-from prunetune.params import LoraParams, TrainParams, load_section
+from prunetune.params import DataParams, LoraParams, TrainParams, load_section
 from prunetune.training import finetune
 
 
@@ -22,6 +22,7 @@ def main() -> None:
         Path, stage_args("MODEL_DIR", "SPLIT_DIR", "OUT_DIR", "METRICS_DIR")
     )
     train_cfg, lora_cfg = load_section(TrainParams), load_section(LoraParams)
+    date_string = load_section(DataParams).chat_date
     processes = train_cfg.num_processes
     if processes > 1 and "LOCAL_RANK" not in os.environ:
         torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
@@ -35,6 +36,7 @@ def main() -> None:
         out_dir=out_dir,
         metrics_dir=metrics_dir,
         scratch_dir=Path("scratch") / f"finetune_{out_dir.name}",
+        date_string=date_string,
     )
     if summary:
         print(

@@ -10,7 +10,7 @@ from pathlib import Path
 from prunetune.config import run_stage, stage_args
 from prunetune.jsonio import write_json, write_jsonl
 from prunetune.models import load_model
-from prunetune.params import QaParams, load_section
+from prunetune.params import DataParams, QaParams, load_section
 from prunetune.qa import SPLITS, evaluate_qa, load_qa, split_membership
 
 
@@ -18,11 +18,11 @@ def main() -> None:
     model_dir, split_dir, metrics_file, predictions_file = map(
         Path, stage_args("MODEL_DIR", "SPLIT_DIR", "METRICS", "PREDICTIONS")
     )
-    cfg = load_section(QaParams)
+    cfg, date_string = load_section(QaParams), load_section(DataParams).chat_date
     questions = load_qa(cfg.path)
     membership = split_membership({split: split_dir / f"{split}.jsonl" for split in SPLITS})
     model, tokenizer = load_model(model_dir, param=str(model_dir))
-    metrics, records = evaluate_qa(model, tokenizer, questions, cfg, membership)
+    metrics, records = evaluate_qa(model, tokenizer, questions, cfg, membership, date_string)
     write_json(metrics_file, metrics)
     write_jsonl(predictions_file, records)
     headline = f"{metrics['n_headline']} questions, {metrics['headline_set']}"

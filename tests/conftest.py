@@ -143,6 +143,16 @@ def small_llama_config(layers: int, vocab_size: int = 512) -> LlamaConfig:
     )
 
 
+def key_paths(tree: dict, prefix: str = "") -> set[str]:
+    """Every key of a params tree as a dotted path (sections, nested mappings and leaves)."""
+    paths = set()
+    for key, value in tree.items():
+        paths.add(prefix + key)
+        if isinstance(value, dict):
+            paths |= key_paths(value, f"{prefix}{key}.")
+    return paths
+
+
 def expanded_stages(dvc_yaml: Path = ROOT / "dvc.yaml") -> dict[str, dict]:
     """Every stage, foreach stages once per item with ${key} and ${item.*} filled in (params left as they are)."""
     stages = {}

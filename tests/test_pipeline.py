@@ -167,17 +167,11 @@ def test_exp_run_with_a_lora_change_reruns_only_the_fine_tune_side(repo):
 
 
 def test_real_study_config_sets_every_param_and_passes_the_checks():
-    """`make study` copies configs/llama-3.2-1b.yaml over params.yaml: a section it lacks breaks dvc.yaml's
-    interpolation (${qa.path}) or a stage; so it must set every param the default sets, with valid values."""
-    from prunetune.params import load_all
+    """`make study` runs configs/llama-3.2-1b.yaml as a DVC experiment, every value set with `dvc exp run -S`: it
+    must set every param the default sets (the study is the config, not a mix with params.yaml), with valid values."""
+    from conftest import key_paths
 
-    def key_paths(tree: dict, prefix: str = "") -> set[str]:
-        paths = set()
-        for key, value in tree.items():
-            paths.add(prefix + key)
-            if isinstance(value, dict):
-                paths |= key_paths(value, f"{prefix}{key}.")
-        return paths
+    from prunetune.params import load_all
 
     default = yaml.safe_load((ROOT / "params.yaml").read_text())
     study = yaml.safe_load((ROOT / "configs/llama-3.2-1b.yaml").read_text())

@@ -67,7 +67,7 @@ def test_both_finetune_stages_share_one_script_and_settings():
     full, pruned = stages["finetune_full"], stages["finetune_pruned"]
     assert full["cmd"] == "python stages/finetune.py models/base data/processed models/ft_full metrics/train/full"
     assert pruned["cmd"] == full["cmd"].replace("base", "pruned").replace("full", "pruned")
-    assert full["params"] == pruned["params"] == ["lora", "train"]
+    assert full["params"] == pruned["params"] == ["lora", "train", "data.chat_date"]
     pruned_only = ("models/pruned", "${train.teacher}")  # the kd teacher is a dep of the pruned fine-tune alone
     assert [d for d in full["deps"] if d != "models/base"] == [d for d in pruned["deps"] if d not in pruned_only]
 
