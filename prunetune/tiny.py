@@ -141,6 +141,14 @@ def build_model(tokenizer: PreTrainedTokenizerFast, cfg: TinyParams | dict[str, 
         pad_token_id=tokenizer.pad_token_id,
     )
     model = LlamaForCausalLM(config)
+    # GPT-2's (and nanoGPT's) scaled init: the projections that write into the residual stream start at
+    # init_std / sqrt(2 * layers). At the plain init every layer adds a random vector several times the embedding's
+    # size, the stream grows as a random walk, and the trained deep layers stay near identity (Block Influence <= 0.04
+    # on layers 2-15; removing the last one did not raise perplexity). Scaled, each layer's learned update counts.
+    with torch.no_grad():
+        for layer in model.model.layers:
+            for projection in (layer.self_attn.o_proj, layer.mlp.down_proj):
+                projection.weight.mul_(1 / math.sqrt(2 * cfg.layers))
     model.generation_config = GenerationConfig(
         bos_token_id=config.bos_token_id,
         eos_token_id=config.eos_token_id,

@@ -29,37 +29,45 @@ from prunetune.params import TrainParams
 # ---------------------------------------------------------------- LoRA on the labels
 
 
-def per_example_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each example's mean negative log-likelihood over its labelled tokens, and which examples have any."""
-    targets = labels[:, 1:]
-    answer = targets != IGNORE_INDEX
-    token_nll = torch.nn.functional.cross_entropy(
-        logits[:, :-1].float().transpose(1, 2), targets.clamp(min=0), reduction="none"
-    )
-    counts = answer.sum(dim=1)
-    return (token_nll * answer).sum(dim=1) / counts.clamp(min=1), counts > 0
-
-
-class ExampleWeightedLoss:
-    """compute_loss_func that weighs every example equally, whatever its answer's length.
-
-    Per-token averaging lets long answers dominate: in the sample corpus type answers are 4% of the answer tokens,
-    so a short task barely trains. Training: the micro-batch mean divided by the accumulation steps and the
-    processes (the Trainer neither divides nor averages a compute_loss_func's loss: it multiplies by the process
-    count); evaluation (num_items_in_batch None): the plain mean. Builds float logits over the whole vocabulary,
-    so it suits small vocabularies; the real study keeps loss_weighting: token (TRL's fused path)."""
-
-    def __init__(self, accumulation_steps: int, processes: int):
-        self.scale = accumulation_steps * processes
-
-    def __call__(self, outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> torch.Tensor:
-        per_example, has_answer = per_example_nll(outputs.logits, labels)
-        loss = per_example[has_answer].sum() / has_answer.sum().clamp(min=1)
-        return loss if num_items_in_batch is None else loss / self.scale
+def example_mean_nll(log_probs: torch.Tensor, label_mask: torch.Tensor) -> torch.Tensor:
+    """The mean over examples of each example's mean answer-token NLL, so every answer weighs the same whatever its
+    length; examples without answer tokens are left out. Takes the fused LM head's per-token outputs (TRL's
+    `log_probs`, zero where unlabelled, and `label_mask`), so no full-vocabulary logits are built."""
+    counts = label_mask.sum(dim=1)
+    per_example = -(log_probs * label_mask).sum(dim=1) / counts.clamp(min=1)
+    has_answer = counts > 0
+    return per_example[has_answer].sum() / has_answer.sum().clamp(min=1)
 
 
 class HealingTrainer(SFTTrainer):
-    """SFTTrainer that stops on a non-finite loss instead of writing a broken model."""
+    """SFTTrainer that stops on a non-finite loss instead of writing a broken model, and with weigh_examples
+    (train.loss_weighting: example) averages over examples instead of tokens.
+
+    Per-token averaging lets long answers dominate: in the sample corpus type answers are 4% of the answer tokens, so
+    a short task barely trains. The example weighting reads the per-token log-probabilities of SFTTrainer's own fused
+    forward through a forward hook, so a step costs one forward (a compute_loss_func, or return_outputs, would cost
+    TRL a second forward) and TRL still records its metrics."""
+
+    def __init__(self, *args: Any, weigh_examples: bool = False, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.weigh_examples = weigh_examples
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if not self.weigh_examples:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        forwards: list[Any] = []
+        hook = model.register_forward_hook(lambda _module, _args, output: forwards.append(output))
+        try:
+            result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        finally:
+            hook.remove()
+        fused = forwards[0]  # the forward TRL's loss came from (FusedCausalLMOutput: log_probs, label_mask)
+        loss = example_mean_nll(fused.log_probs, fused.label_mask)
+        # training: a micro-batch mean, so divide by the accumulation steps here, as Trainer.training_step does not
+        # for a model that takes num_items_in_batch; DDP averages it over processes. Evaluation: the plain mean.
+        if num_items_in_batch is not None and self.model_accepts_loss_kwargs:
+            loss = loss / self.current_gradient_accumulation_steps
+        return (loss, result[1]) if return_outputs else loss
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)

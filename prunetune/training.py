@@ -28,7 +28,6 @@ from prunetune.params import LoraParams, TrainParams, as_section
 from prunetune.trainers import (
     DistillationTrainer,
     DVCLiveStepCallback,
-    ExampleWeightedLoss,
     HealingTrainer,
     distillation_teacher,
     load_teacher,
@@ -214,12 +213,12 @@ def finetune(
         live = Live(str(metrics_dir), dvcyaml=False, save_dvc_exp=False, report=None)
         callbacks.append(DVCLiveStepCallback(live=live))
     lora = lora_config(lora_cfg)
-    trainer_class, kd_args = HealingTrainer, {}
+    trainer_class, trainer_args = HealingTrainer, {}
     if teacher is not None:
         trainer_class = DistillationTrainer
-        kd_args = {"teacher": teacher, "kd_alpha": train_cfg.kd_alpha, "kd_temperature": train_cfg.kd_temperature}
+        trainer_args = {"teacher": teacher, "kd_alpha": train_cfg.kd_alpha, "kd_temperature": train_cfg.kd_temperature}
     if train_cfg.loss_weighting == "example":
-        kd_args["compute_loss_func"] = ExampleWeightedLoss(args.gradient_accumulation_steps, args.world_size)
+        trainer_args["weigh_examples"] = True  # HealingTrainer only: TrainParams refuses kd with it
     trainer = trainer_class(
         model=model,
         args=args,
@@ -228,7 +227,7 @@ def finetune(
         processing_class=tokenizer,
         peft_config=lora,
         callbacks=callbacks,
-        **kd_args,
+        **trainer_args,
     )
     tokens_before = _tokens_seen(resume_from)
     started = time.perf_counter()

@@ -1,3 +1,6 @@
+import math
+
+import pytest
 from conftest import TINY_TEST_CFG, make_article
 
 from prunetune.tiny import (
@@ -67,3 +70,15 @@ def test_pretraining_lowers_held_out_perplexity_far_below_random():
     assert before > 200  # a random model is near-uniform over ~500 tokens
     assert after < before / 4
     assert losses[-1] < losses[0]
+
+
+def test_residual_projections_start_scaled_down_as_in_gpt2(tiny_model):
+    # wide enough that the sample std of each weight matrix is within a few percent of the init std
+    _, tokenizer = tiny_model
+    cfg = {**TINY_TEST_CFG, "hidden_size": 128, "intermediate_size": 384, "layers": 8, "init_std": 0.1}
+    model = build_model(tokenizer, cfg)
+    for layer in model.model.layers:
+        assert layer.self_attn.q_proj.weight.std().item() == pytest.approx(0.1, rel=0.05)
+        assert layer.mlp.up_proj.weight.std().item() == pytest.approx(0.1, rel=0.05)
+        for projection in (layer.self_attn.o_proj, layer.mlp.down_proj):  # they write into the residual stream
+            assert projection.weight.std().item() == pytest.approx(0.1 / math.sqrt(2 * 8), rel=0.05)

@@ -238,3 +238,26 @@ def test_finetune_leaves_the_input_model_untouched(tiny_model_dir, tmp_path):
     run_finetune(tiny_model_dir, tmp_path, train={"max_steps": 2})
     after = load_file(tiny_model_dir / "model.safetensors")
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_example_weighting_under_gradient_accumulation_is_the_plain_mean(tiny_model_dir, tmp_path):
+    # a summary and a type answer, one per micro-batch, accumulated over 2: the first step's logged train loss is the
+    # mean of the two answers' mean NLLs, as the evaluation at the start measures it on the same two examples (no
+    # dropout, same weights), not half of it (the accumulation divided twice) nor twice it (not at all)
+    article = chat_examples(1)
+    examples = [article[0], article[3]]
+    train = {"batch_size": 1, "gradient_accumulation_steps": 2, "max_steps": 1, "eval_steps": 1}
+    finetune(
+        model_dir=tiny_model_dir,
+        lora_cfg={**LORA_TEST_CFG, "dropout": 0.0},
+        train_cfg={**TRAIN_TEST_CFG, **train, "loss_weighting": "example"},
+        train_examples=examples,
+        val_examples=examples,
+        out_dir=tmp_path / "model",
+        metrics_dir=tmp_path / "metrics",
+        scratch_dir=tmp_path / "scratch",
+    )
+    curves = tmp_path / "metrics/plots/metrics"
+    first_train_loss = float((curves / "train/loss.tsv").read_text().split()[3])
+    eval_at_start = float((curves / "eval/loss.tsv").read_text().split()[3])
+    assert first_train_loss == pytest.approx(eval_at_start, rel=1e-4)

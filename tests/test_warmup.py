@@ -3,7 +3,7 @@ import torch
 
 from prunetune.data import TASK_INSTRUCTIONS
 from prunetune.tiny import is_instruction_step
-from prunetune.trainers import ExampleWeightedLoss, per_example_nll
+from prunetune.trainers import example_mean_nll
 from prunetune.warmup import WARMUP_TASKS, instruction_batch, tokenize_answers, warmup_chats
 
 ARTICLE = "Leipzig. The plant builds the MINI Countryman. It employs 5,000 people.\n\nProduction runs in three shifts."
@@ -48,16 +48,10 @@ def test_instruction_steps_are_spread_evenly(fraction, expected):
 
 
 def test_example_weighting_by_hand():
-    # two examples over a 3-token vocabulary; logits 0 everywhere make each token's NLL ln 3
-    logits = torch.zeros(2, 4, 3)
-    logits[0, 0, 1] = 10.0  # example 0's first answer token (label 1) is almost certain: NLL ~ 0
-    labels = torch.tensor([[0, 1, 2, 2], [0, -100, -100, 1]])  # example 0: 3 answer tokens; example 1: 1
-    per_example, has_answer = per_example_nll(logits, labels)
-    ln3, first = torch.log(torch.tensor(3.0)), torch.log1p(2 * torch.exp(torch.tensor(-10.0)))
-    assert per_example.tolist() == pytest.approx([(first + 2 * ln3).item() / 3, ln3.item()], rel=1e-5)
-    assert has_answer.tolist() == [True, True]
-    loss = ExampleWeightedLoss(accumulation_steps=2, processes=1)
-    outputs = type("Outputs", (), {"logits": logits})()
-    evaluation = loss(outputs, labels)  # the mean of the two examples, not of the 4 tokens
-    assert evaluation.item() == pytest.approx(per_example.mean().item())
-    assert loss(outputs, labels, num_items_in_batch=4).item() == pytest.approx(per_example.mean().item() / 2)
+    # per-token log-probabilities as the fused head returns them (0 where unlabelled): example 0 has 3 answer tokens
+    # with NLL 0.3, 0.6, 0.9 (mean 0.6), example 1 one token with NLL 2.0, example 2 none (left out)
+    log_probs = -torch.tensor([[0.3, 0.6, 0.9], [0.0, 0.0, 2.0], [0.0, 0.0, 0.0]])
+    label_mask = torch.tensor([[True, True, True], [False, False, True], [False, False, False]])
+    loss = example_mean_nll(log_probs, label_mask)
+    assert loss.item() == pytest.approx((0.6 + 2.0) / 2)  # per token it would be (0.3 + 0.6 + 0.9 + 2.0) / 4 = 0.95
+    assert example_mean_nll(log_probs[2:], label_mask[2:]).item() == 0.0  # no answer token: a finite zero
