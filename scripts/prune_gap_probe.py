@@ -13,19 +13,20 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-from dataclasses import replace
+import math
 from pathlib import Path
 
 import numpy as np
 import yaml
 
 from prunetune.chat import tokenize_chat
+from prunetune.config import PrunetuneError, run_stage
 from prunetune.data import article_texts
 from prunetune.generation import completion_nll
 from prunetune.jsonio import read_jsonl
-from prunetune.params import ModelParams, PruneParams, load_section
+from prunetune.params import ModelParams, PruneParams, TinyParams, as_section, load_section
 from prunetune.pruning import calibration_texts, measure_layers, remove_layers
-from prunetune.stats import bootstrap
+from prunetune.stats import paired_bootstrap_stat, perplexity
 from prunetune.tiny import build_tiny_base, stream_perplexity, token_stream
 
 
@@ -34,8 +35,8 @@ def answer_perplexities(model, tokenizer, examples: list[dict]) -> tuple[dict[st
     out = {}
     for task in sorted({e["task"] for e in examples}):
         rows = [nll[i] for i, e in enumerate(examples) if e["task"] == task]
-        out[task] = float(np.exp(sum(s for s, _ in rows) / sum(n for _, n in rows)))
-    out["pooled"] = float(np.exp(sum(s for s, _ in nll) / sum(n for _, n in nll)))
+        out[task] = perplexity([s for s, _ in rows], [n for _, n in rows])
+    out["pooled"] = perplexity([s for s, _ in nll], [n for _, n in nll])
     out["article_text"] = stream_perplexity(model, token_stream(tokenizer, article_texts(examples)), 128)
     return out, nll
 
@@ -45,8 +46,10 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a model.tiny override")
     parser.add_argument("--data", type=Path, default=Path("data/processed"))
     args = parser.parse_args()
+    if bad := [item for item in args.set if "=" not in item]:
+        raise PrunetuneError(f"--set {bad[0]}: give KEY=VALUE, a model.tiny key and its value")
     overrides = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.set)}
-    cfg = replace(load_section(ModelParams).tiny, **overrides)
+    cfg = as_section(TinyParams, {**load_section(ModelParams).tiny.to_dict(), **overrides})  # checks every key
     train, val = read_jsonl(args.data / "train.jsonl"), read_jsonl(args.data / "val.jsonl")
 
     model, tokenizer, report = build_tiny_base(train, cfg)
@@ -55,13 +58,14 @@ def main() -> None:
     pruned_model = remove_layers(copy.deepcopy(model), [len(model.model.layers) - 1])
     pruned, pruned_nll = answer_perplexities(pruned_model, tokenizer, val)
 
-    sums = np.array([[s for s, _ in full_nll], [s for s, _ in pruned_nll]])
-    tokens = np.array([n for _, n in full_nll], dtype=float)
+    tokens = np.array([n for _, n in full_nll], dtype=np.float64)
 
-    def gap(idx: np.ndarray) -> float:
-        return float(np.exp(sums[1, idx].sum() / tokens[idx].sum()) - np.exp(sums[0, idx].sum() / tokens[idx].sum()))
+    def pooled(nll: list[tuple[float, int]]):
+        sums = np.array([s for s, _ in nll], dtype=np.float64)
+        return lambda idx: math.exp(sums[idx].sum() / tokens[idx].sum())
 
-    ci = bootstrap(len(val), gap, 1000, 0, clusters=[e["article_id"] for e in val]).ci("percentile")
+    articles = [e["article_id"] for e in val]
+    gap = paired_bootstrap_stat(len(val), pooled(pruned_nll), pooled(full_nll), 1000, 0, clusters=articles)
     print(
         json.dumps(
             {
@@ -71,8 +75,8 @@ def main() -> None:
                 "block_influence": [round(x, 3) for x in stats.block_influence()],
                 "full": full,
                 "pruned": pruned,
-                "pooled_gap": gap(np.arange(len(val))),
-                "pooled_gap_ci": ci,
+                "pooled_gap": gap["diff"],
+                "pooled_gap_ci": gap["ci"],
             },
             indent=1,
         )
@@ -80,4 +84,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)
