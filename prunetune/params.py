@@ -230,6 +230,9 @@ class TinyParams(Section):
     learning_rate: float = key(gt=0)
     init_std: float = key(gt=0)
     instruction_warmup: float = key(ge=0, lt=1)  # a fraction of pretrain_steps
+    # warm-up chats keep this many tokens, cut from the left: room for the whole chat, or a dateline or first
+    # sentence answer is trained with the text it copies from already cut away
+    instruction_seq_len: int = key(ge=1)
     seed: int = key(ge=0)
     # Optional (the defaults are the embedded model's); configs/smoke-real-shapes.yaml sets Llama 3.2's shapes.
     chat_template: Literal["tiny", "llama3-dated"] = key("tiny", optional=True)  # llama3-dated: "Today Date"

@@ -248,7 +248,8 @@ def build_tiny_base(
     model = build_model(tokenizer, cfg)
     stream = token_stream(tokenizer, article_texts(train_examples))
     contents = list({e["article_id"]: article_content(e) for e in train_examples}.values())
-    instructions = tokenize_answers(tokenizer, warmup_chats(contents), cfg.seq_len, date_string)
+    chats = warmup_chats(contents)
+    instructions, instructions_cut = tokenize_answers(tokenizer, chats, cfg.instruction_seq_len, date_string)
     trained = cfg.pretrain_steps > 0  # 0: a random-init model (the real shapes' smoke); no perplexity to compare
     perplexity_before = stream_perplexity(model, stream, cfg.seq_len) if trained else None
     losses = pretrain(model, stream, cfg, instructions=instructions, pad_id=tokenizer.pad_token_id)
@@ -259,6 +260,7 @@ def build_tiny_base(
         "train_tokens": len(stream),
         "pretrain_steps": len(losses),
         "instruction_chats": len(instructions),
+        "instruction_chats_cut": instructions_cut,  # longer than model.tiny.instruction_seq_len
         "instruction_steps": len(instruction_losses),
         "instruction_loss_last": sum(instruction_losses[-10:]) / len(instruction_losses[-10:])
         if instruction_losses

@@ -60,14 +60,16 @@ def warmup_chats(contents: list[str]) -> list[list[dict[str, str]]]:
 
 def tokenize_answers(
     tokenizer: Any, chats: list[list[dict[str, str]]], max_length: int, date_string: str = DEFAULT_CHAT_DATE
-) -> list[tuple[list, list]]:
-    """(input_ids, labels) per chat (chat.tokenize_chat: labels only on the answer and its end-of-turn); chats
-    longer than max_length lose prompt tokens from the left (the answer is what is trained)."""
-    rows = []
+) -> tuple[list[tuple[list, list]], int]:
+    """(input_ids, labels) per chat (chat.tokenize_chat: labels only on the answer and its end-of-turn), and how
+    many chats were longer than max_length: those lose prompt tokens from the left (the answer is what is trained,
+    but a cut dateline or first sentence leaves it nothing to copy from)."""
+    rows, cut = [], 0
     for chat in chats:
         row = tokenize_chat(tokenizer, chat, date_string)
+        cut += len(row["input_ids"]) > max_length
         rows.append((row["input_ids"][-max_length:], row["labels"][-max_length:]))
-    return rows
+    return rows, cut
 
 
 def instruction_batch(

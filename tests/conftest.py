@@ -68,6 +68,7 @@ TINY_TEST_CFG = {
     "learning_rate": 0.003,
     "init_std": 0.02,
     "instruction_warmup": 0.0,
+    "instruction_seq_len": 256,
     "seed": 0,
 }
 

@@ -30,7 +30,8 @@ def test_warmup_never_asks_for_the_studys_tasks():
 
 def test_instruction_rows_score_only_the_answer(tiny_model):
     _, tokenizer = tiny_model
-    rows = tokenize_answers(tokenizer, warmup_chats([ARTICLE]), max_length=512)
+    rows, cut = tokenize_answers(tokenizer, warmup_chats([ARTICLE]), max_length=512)
+    assert cut == 0
     ids, labels = rows[0]
     answer = [token for token in labels if token != -100]
     assert tokenizer.decode(answer) == "Leipzig<|eot_id|>"
@@ -55,3 +56,13 @@ def test_example_weighting_by_hand():
     loss = example_mean_nll(log_probs, label_mask)
     assert loss.item() == pytest.approx((0.6 + 2.0) / 2)  # per token it would be (0.3 + 0.6 + 0.9 + 2.0) / 4 = 0.95
     assert example_mean_nll(log_probs[2:], label_mask[2:]).item() == 0.0  # no answer token: a finite zero
+
+
+def test_a_chat_longer_than_the_window_is_cut_from_the_left_and_counted(tiny_model):
+    _, tokenizer = tiny_model
+    chats = warmup_chats([ARTICLE])
+    whole, whole_cut = tokenize_answers(tokenizer, chats, max_length=512)
+    short, short_cut = tokenize_answers(tokenizer, chats, max_length=12)
+    assert (whole_cut, short_cut) == (0, 3)
+    for (ids, labels), (short_ids, short_labels) in zip(whole, short, strict=True):
+        assert short_ids == ids[-12:] and short_labels == labels[-12:]  # the answer and its end-of-turn are kept
