@@ -187,8 +187,13 @@ def compare(
         rows["ft_pruned"], rows["base_full"], ("predictions/ft_pruned.jsonl", "predictions/base_full.jsonl")
     )
     family = sum(len(columns) for columns in differences.values())
+    data_only = eval_metrics[VARIANTS[0]]  # the baselines depend on the split alone, not on the model
     return {
         "table": table,
+        "baselines": {
+            "tag_f1": data_only["tag_extraction"].get("constant_baseline"),
+            "type_accuracy": data_only["type_classification"].get("majority_baseline"),
+        },
         "differences": differences,
         "healing": healing(rows, all_keys, n_resamples, seed, ci_method),
         "multiplicity": {
@@ -257,6 +262,16 @@ def healing_sentence(heal: dict[str, Any]) -> str:
     )
 
 
+def baselines_sentence(baselines: dict[str, float | None]) -> str:
+    """What a model scores without reading the article, the yardstick for the tag and type columns."""
+    parts = []
+    if baselines.get("type_accuracy") is not None:
+        parts.append(f"type accuracy {baselines['type_accuracy']:.3f} (always the train split's majority type)")
+    if baselines.get("tag_f1") is not None:
+        parts.append(f"tag F1 {baselines['tag_f1']:.3f} (one constant tag set, the best on the train split)")
+    return "Without reading the article: " + ("; ".join(parts) if parts else "no baseline recorded") + "."
+
+
 def render_markdown(comparison: dict[str, Any], n_examples: dict[str, int]) -> str:
     """reports/comparison.md: the table, the paired differences (bold: Holm-significant), and the healing figure."""
     method = comparison.get("ci_method", "percentile")
@@ -277,6 +292,7 @@ def render_markdown(comparison: dict[str, Any], n_examples: dict[str, int]) -> s
     for variant, row in comparison["table"].items():
         cells = [f"{_number(row[c], c)} {_interval(row[c + '_ci'], c)}" for c, *_ in COLUMNS]
         lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    lines += ["", baselines_sentence(comparison.get("baselines", {}))]
     lines += [
         "",
         "## Paired differences",

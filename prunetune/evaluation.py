@@ -12,6 +12,7 @@ from prunetune.generation import completion_nll, generate_greedy
 from prunetune.metrics import (
     bertscore_f1,
     bertscore_info,
+    constant_tags_baseline,
     majority_baseline,
     micro_f1,
     normalize_label,
@@ -23,9 +24,14 @@ from prunetune.stats import bootstrap_ci, mean_with_ci, perplexity, perplexity_c
 
 
 def score_task(
-    task: str, predictions: list[str], references: list[str], cfg: EvalParams | dict[str, Any], train_types: list[str]
+    task: str,
+    predictions: list[str],
+    references: list[str],
+    cfg: EvalParams | dict[str, Any],
+    train_references: list[str],
 ) -> tuple[dict[str, Any], list[dict[str, float]]]:
-    """The task's headline metrics (each with its interval) and the per-example scores behind them."""
+    """The task's headline metrics (each with its interval) and the per-example scores behind them; for tags and
+    types the baseline that train_references (the train split's answers to the task) give without reading."""
     cfg = as_section(EvalParams, cfg)
     if task in ("summarization", "title_generation"):
         per_example = rouge_scores(predictions, references)
@@ -55,8 +61,10 @@ def score_task(
             seed=cfg.seed,
             method=cfg.ci_method,
         )
+    if task == "tag_extraction" and train_references:
+        metrics["constant_baseline"] = constant_tags_baseline([parse_tags(r) for r in train_references], gold)[1]
     if task == "type_classification":
-        metrics["majority_baseline"] = majority_baseline(train_types, references)[1]
+        metrics["majority_baseline"] = majority_baseline(train_references, references)[1]
     return metrics, per_example
 
 
@@ -76,7 +84,8 @@ def evaluate(
         raise PrunetuneError(
             "data/processed/test.jsonl: the test split is empty; lower data.test_fraction's rounding or add articles"
         )
-    train_types = [e["messages"][2]["content"] for e in train_examples if e["task"] == "type_classification"]
+    train_answers = {task: [e["messages"][2]["content"] for e in train_examples if e["task"] == task] for task in TASKS}
+    train_types = train_answers["type_classification"]
     metrics: dict[str, Any] = {}
     rows: list[dict[str, Any]] = []
     counts: dict[str, Any] = {"examples": {}, "hit_max_new_tokens": {}}
@@ -93,7 +102,7 @@ def evaluate(
         )
         predictions = [g["text"] for g in generated]
         references = [e["messages"][2]["content"] for e in examples]
-        metrics[task], per_example = score_task(task, predictions, references, cfg, train_types)
+        metrics[task], per_example = score_task(task, predictions, references, cfg, train_answers[task])
         task_nll = [nll[i] for i in indices]
         task_sums, task_tokens = [s for s, _ in task_nll], [n for _, n in task_nll]
         metrics[task]["perplexity"] = perplexity(task_sums, task_tokens)
@@ -138,4 +147,6 @@ def evaluate(
         metrics["bertscore"] = bertscore_info(cfg.bertscore_model)
     counts["type_labels_in_train"] = dict(sorted(Counter(train_types).items()))
     counts["majority_label"] = majority_baseline(train_types, train_types)[0] if train_types else None
+    if train_tags := [parse_tags(answer) for answer in train_answers["tag_extraction"]]:
+        counts["constant_tags"] = " | ".join(constant_tags_baseline(train_tags, train_tags)[0])
     return metrics, rows, counts

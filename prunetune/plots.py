@@ -28,6 +28,11 @@ QUALITY_PANELS = (
     ("Tag extraction", ("tag_extraction",), "f1", "tag F1 (per article)"),
     ("Type classification", ("type_classification",), "accuracy", "accuracy"),
 )
+# what a model scores without reading the article (eval's baselines), drawn as a dashed line on its panel
+PANEL_BASELINES = {
+    "f1": ("tag_extraction", "constant_baseline", "constant tag set"),
+    "accuracy": ("type_classification", "majority_baseline", "majority baseline"),
+}
 TRAIN_CURVES = (
     ("Training loss", "train/loss.tsv", "loss"),
     ("Validation loss", "eval/loss.tsv", "loss"),
@@ -96,18 +101,18 @@ def plot_training_curves(train_dirs: dict[str, Path], path: Path) -> Path:
 
 
 def plot_quality(eval_metrics: dict[str, dict[str, Any]], path: Path) -> Path:
-    """Grouped bars per task metric with 95% intervals; the majority baseline and a log-scale perplexity."""
+    """Grouped bars per task metric with 95% intervals; the tag and type baselines and a log-scale perplexity."""
     figure, axes = plt.subplots(1, len(QUALITY_PANELS) + 1, figsize=(19, 4.6))
     for axis, (title, tasks, metric, label) in zip(axes, QUALITY_PANELS, strict=False):
         values = {v: [eval_metrics[v][t][metric] for t in tasks] for v in VARIANTS}
         cis = {v: [eval_metrics[v][t][f"{metric}_ci"] for t in tasks] for v in VARIANTS}
         _grouped_bars(axis, list(tasks), values, cis)
         axis.set(title=title, ylabel=label, ylim=(0, 1.05))
-        if metric == "accuracy":
-            baseline = eval_metrics[VARIANTS[0]]["type_classification"]["majority_baseline"]
-            axis.axhline(
-                baseline, color="black", linestyle="--", linewidth=1, label=f"majority baseline {baseline:.2f}"
-            )
+        if metric in PANEL_BASELINES:
+            task, key, name = PANEL_BASELINES[metric]
+            if (baseline := eval_metrics[VARIANTS[0]][task].get(key)) is not None:
+                axis.axhline(baseline, color="black", linestyle="--", linewidth=1, label=f"{name} {baseline:.2f}")
+                axis.legend(fontsize=8, loc="upper left")
     groups = ["summarization", "title_generation", "tag_extraction", "type_classification", "all tasks"]
     values, cis = {}, {}
     for variant in VARIANTS:
@@ -119,7 +124,6 @@ def plot_quality(eval_metrics: dict[str, dict[str, Any]], path: Path) -> Path:
     axes[-1].set(title="Perplexity (lower is better)", ylabel="perplexity (log scale)", yscale="log")
     axes[-1].tick_params(axis="x", labelrotation=20)
     axes[-1].legend(title="variant", fontsize=8)
-    axes[3].legend(fontsize=8, loc="upper right")
     figure.suptitle("Test-set quality of the four variants (error bars: 95% bootstrap intervals)")
     return _save(figure, path)
 

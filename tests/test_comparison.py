@@ -44,6 +44,7 @@ def fixture_inputs() -> tuple[dict, dict, dict, dict]:
                 metrics[task][name], metrics[task][f"{name}_ci"] = mean, [min(score_1, score_2), max(score_1, score_2)]
             metrics[task]["perplexity"], metrics[task]["perplexity_ci"] = 5.0, [4.0, 6.0]
         metrics["type_classification"]["majority_baseline"] = 0.5
+        metrics["tag_extraction"]["constant_baseline"] = 0.25
         ppl = math.exp(sum(nll) / sum(TOKENS))
         metrics.update(perplexity=ppl, perplexity_ci=[ppl * 0.9, ppl * 1.1])
         metrics["efficiency"] = {
@@ -185,6 +186,9 @@ def test_markdown_report_marks_differences_that_exclude_zero():
     pruned_vs_full = next(line for line in table_rows if line.startswith("| ft_pruned − ft_full"))
     assert "**+0.250 [" in pruned_vs_full  # summarization ROUGE-L, interval excludes zero
     assert "| +0.333 [" in pruned_vs_full  # QA, interval touches zero: not bold
+    assert comparison["baselines"] == {"tag_f1": 0.25, "type_accuracy": 0.5}
+    assert "Without reading the article: type accuracy 0.500 (always the train split's majority type); " in text
+    assert "tag F1 0.250 (one constant tag set, the best on the train split)." in text
 
 
 def write_fixture_workspace(path: Path) -> None:

@@ -6,9 +6,10 @@ from conftest import chat_examples
 
 from prunetune.chat import prompt_ids, tokenize_chat
 from prunetune.config import PrunetuneError
-from prunetune.data import article_id
+from prunetune.data import article_id, parse_tags
 from prunetune.evaluation import evaluate, score_task
 from prunetune.generation import completion_nll, generate_greedy
+from prunetune.metrics import constant_tags_baseline
 from prunetune.qa import (
     HELD_OUT,
     evaluate_qa,
@@ -63,6 +64,10 @@ def test_evaluate_scores_every_task_with_intervals(tiny_model):
     assert len(rows) == len(examples) and counts["examples"] == {t: 3 for t in counts["examples"]}
     assert metrics["summarization"]["rougeL_ci"][0] <= metrics["summarization"]["rougeL"]
     assert metrics["type_classification"]["majority_baseline"] == pytest.approx(2 / 3)
+    tags = [parse_tags(e["messages"][2]["content"]) for e in examples if e["task"] == "tag_extraction"]
+    best_tags, best_f1 = constant_tags_baseline(tags, tags)  # train = test here: the set's own train F1
+    assert metrics["tag_extraction"]["constant_baseline"] == pytest.approx(best_f1)
+    assert counts["constant_tags"] == " | ".join(best_tags)
     direct = torch.exp(torch.tensor(sum(r["nll_sum"] for r in rows) / sum(r["answer_tokens"] for r in rows)))
     assert metrics["perplexity"] == pytest.approx(direct.item(), rel=1e-5)
     low, high = metrics["perplexity_ci"]

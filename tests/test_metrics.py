@@ -15,6 +15,7 @@ from prunetune.metrics import (
     bertscore_f1,
     bertscore_layer,
     check_bertscore_model,
+    constant_tags_baseline,
     majority_baseline,
     mc_letter_match,
     micro_f1,
@@ -189,6 +190,16 @@ def test_majority_baseline_tie_breaks_alphabetically():
     assert majority_baseline(train, ["Press Kit", "Speech", "press kit."]) == ("Press Kit", pytest.approx(2 / 3))
     assert majority_baseline(["Speech"], ["Speech"]) == ("Speech", 1.0)
     assert majority_baseline(["Speech"], ["Press Kit"]) == ("Speech", 0.0)
+
+
+def test_constant_tags_baseline_by_hand():
+    train = [["A", "B"], ["A", "C"], ["A"], ["D"]]  # A 3, then B, C, D once each
+    # mean train F1: {A} (2/3 + 2/3 + 1 + 0) / 4 = 0.583; {A, D} (1/2 + 1/2 + 2/3 + 2/3) / 4 = 0.583 too, and
+    # {A, B} = {A, C} = (1 + 1/2 + 2/3 + 0) / 4 = 0.542: the tie goes to the first set, the smaller one
+    assert constant_tags_baseline(train, [["A", "D"], ["B"]], max_size=2) == (["A"], pytest.approx((2 / 3 + 0) / 2))
+    assert constant_tags_baseline(train, [["a"]], candidates=1) == (["A"], 1.0)  # only A to choose from
+    with pytest.raises(PrunetuneError, match="train tags"):
+        constant_tags_baseline([], [["A"]])
 
 
 # ---------------------------------------------------------------- bootstrap
