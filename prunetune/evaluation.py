@@ -24,14 +24,9 @@ from prunetune.stats import bootstrap_ci, mean_with_ci, perplexity, perplexity_c
 
 
 def score_task(
-    task: str,
-    predictions: list[str],
-    references: list[str],
-    cfg: EvalParams | dict[str, Any],
-    train_references: list[str],
+    task: str, predictions: list[str], references: list[str], cfg: EvalParams | dict[str, Any], train_types: list[str]
 ) -> tuple[dict[str, Any], list[dict[str, float]]]:
-    """The task's headline metrics (each with its interval) and the per-example scores behind them; for tags and
-    types the baseline that train_references (the train split's answers to the task) give without reading."""
+    """The task's headline metrics (each with its interval) and the per-example scores behind them."""
     cfg = as_section(EvalParams, cfg)
     if task in ("summarization", "title_generation"):
         per_example = rouge_scores(predictions, references)
@@ -61,10 +56,8 @@ def score_task(
             seed=cfg.seed,
             method=cfg.ci_method,
         )
-    if task == "tag_extraction" and train_references:
-        metrics["constant_baseline"] = constant_tags_baseline([parse_tags(r) for r in train_references], gold)[1]
     if task == "type_classification":
-        metrics["majority_baseline"] = majority_baseline(train_references, references)[1]
+        metrics["majority_baseline"] = majority_baseline(train_types, references)[1]
     return metrics, per_example
 
 
@@ -84,8 +77,9 @@ def evaluate(
         raise PrunetuneError(
             "data/processed/test.jsonl: the test split is empty; lower data.test_fraction's rounding or add articles"
         )
-    train_answers = {task: [e["messages"][2]["content"] for e in train_examples if e["task"] == task] for task in TASKS}
-    train_types = train_answers["type_classification"]
+    train_types = [e["messages"][2]["content"] for e in train_examples if e["task"] == "type_classification"]
+    train_tags = [parse_tags(e["messages"][2]["content"]) for e in train_examples if e["task"] == "tag_extraction"]
+    constant_tags = None  # the tag set a model that never reads the article would answer (chosen on train)
     metrics: dict[str, Any] = {}
     rows: list[dict[str, Any]] = []
     counts: dict[str, Any] = {"examples": {}, "hit_max_new_tokens": {}}
@@ -102,7 +96,10 @@ def evaluate(
         )
         predictions = [g["text"] for g in generated]
         references = [e["messages"][2]["content"] for e in examples]
-        metrics[task], per_example = score_task(task, predictions, references, cfg, train_answers[task])
+        metrics[task], per_example = score_task(task, predictions, references, cfg, train_types)
+        if task == "tag_extraction" and train_tags:
+            gold = [parse_tags(r) for r in references]
+            constant_tags, metrics[task]["constant_baseline"] = constant_tags_baseline(train_tags, gold)
         task_nll = [nll[i] for i in indices]
         task_sums, task_tokens = [s for s, _ in task_nll], [n for _, n in task_nll]
         metrics[task]["perplexity"] = perplexity(task_sums, task_tokens)
@@ -147,6 +144,6 @@ def evaluate(
         metrics["bertscore"] = bertscore_info(cfg.bertscore_model)
     counts["type_labels_in_train"] = dict(sorted(Counter(train_types).items()))
     counts["majority_label"] = majority_baseline(train_types, train_types)[0] if train_types else None
-    if train_tags := [parse_tags(answer) for answer in train_answers["tag_extraction"]]:
-        counts["constant_tags"] = " | ".join(constant_tags_baseline(train_tags, train_tags)[0])
+    if constant_tags is not None:
+        counts["constant_tags"] = " | ".join(constant_tags)
     return metrics, rows, counts

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +61,7 @@ def main() -> None:
 
     def pooled(nll: list[tuple[float, int]]):
         sums = np.array([s for s, _ in nll], dtype=np.float64)
-        return lambda idx: math.exp(sums[idx].sum() / tokens[idx].sum())
+        return lambda idx: perplexity(sums[idx], tokens[idx])
 
     articles = [e["article_id"] for e in val]
     gap = paired_bootstrap_stat(len(val), pooled(pruned_nll), pooled(full_nll), 1000, 0, clusters=articles)
