@@ -156,11 +156,18 @@ def _tag_set(tags: list[str]) -> set[str]:
 def tag_scores(predicted: list[str], gold: list[str]) -> dict[str, float]:
     """Exact match, Jaccard and F1 of one sample's tag lists (parsed whole by data.parse_tags), normalize_label'd."""
     pred, true = _tag_set(predicted), _tag_set(gold)
-    tp = len(pred & true)
     if not pred and not true:
         return {"exact_match": 1.0, "jaccard": 1.0, "f1": 1.0}
-    f1 = 2 * tp / (len(pred) + len(true))  # = 2PR/(P+R) with P=tp/|pred|, R=tp/|gold|; 0.0 when one is empty
-    return {"exact_match": float(pred == true), "jaccard": tp / len(pred | true), "f1": f1}
+    return {
+        "exact_match": float(pred == true),
+        "jaccard": len(pred & true) / len(pred | true),
+        "f1": _set_f1(pred, true),
+    }
+
+
+def _set_f1(pred: set[str], true: set[str]) -> float:
+    """2PR/(P+R) with P=tp/|pred|, R=tp/|gold|: 2tp/(|pred|+|gold|); 0.0 when one is empty, 1.0 when both are."""
+    return 2 * len(pred & true) / (len(pred) + len(true)) if pred or true else 1.0
 
 
 def micro_f1(predicted_lists: list[list[str]], gold_lists: list[list[str]]) -> float:
@@ -183,12 +190,15 @@ def constant_tags_baseline(
     counts = Counter(tag for tags in train_tags for tag in tags)
     frequent = [tag for tag, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:candidates]]
 
-    def mean_f1(constant: tuple[str, ...], gold: list[list[str]]) -> float:
-        return sum(tag_scores(list(constant), tags)["f1"] for tags in gold) / len(gold)
+    train_sets, test_sets = [_tag_set(tags) for tags in train_tags], [_tag_set(tags) for tags in test_tags]
+
+    def mean_f1(constant: tuple[str, ...], gold_sets: list[set[str]]) -> float:  # tag_scores' F1, sets made once
+        predicted = _tag_set(list(constant))
+        return sum(_set_f1(predicted, gold) for gold in gold_sets) / len(gold_sets)
 
     sets = [combo for size in range(1, max_size + 1) for combo in itertools.combinations(frequent, size)]
-    best = max(sets, key=lambda combo: mean_f1(combo, train_tags))  # the first of equals: frequency order
-    return list(best), mean_f1(best, test_tags)
+    best = max(sets, key=lambda combo: mean_f1(combo, train_sets))  # the first of equals: frequency order
+    return list(best), mean_f1(best, test_sets)
 
 
 # ---------------------------------------------------------------- classification
