@@ -1,10 +1,6 @@
-"""The two healing trainers and their losses, in one place: LoRA on the labels (HealingTrainer, averaged per token or
-per example) and knowledge distillation from a frozen teacher (DistillationTrainer), plus the dvclive callback both
-log through. Only public Trainer hooks are used (training_step, compute_loss, log, callbacks).
-
-Both compute their loss at answer positions only: the LM head runs on the positions whose next token is an answer
-token (the model's own `logits_to_keep`), a tenth of a sample-corpus batch, instead of on every position as TRL's
-fused head does. The metrics TRL would log (entropy, mean_token_accuracy, num_tokens) are recorded here the same way.
+"""The two healing trainers and their losses, in one place: LoRA on the labels (HealingTrainer, with an optional
+per-example weighting) and knowledge distillation from a frozen teacher (DistillationTrainer), plus the dvclive
+callback both log through. Only public Trainer hooks are used (training_step, compute_loss, log, callbacks).
 
 Knowledge distillation (Hinton et al. 2015): the pruned student learns the teacher's token distribution at
 temperature T as well as the labels, on assistant tokens only. loss = kd_alpha * T^2 * KL(teacher_T || student_T) +
@@ -30,114 +26,48 @@ from prunetune.config import PrunetuneError, require
 from prunetune.models import check_causal_lm_dir, load_model
 from prunetune.params import TrainParams
 
-# ---------------------------------------------------------------- answer tokens and the label loss
+# ---------------------------------------------------------------- LoRA on the labels
 
 
-@dataclass
-class AnswerTokens:
-    """A batch's answer tokens, flattened in row-major order: where the LM head must run and what it must predict."""
-
-    keep: torch.Tensor  # [batch, seq] bool: the logits at t predict an answer token at t + 1 (the `logits_to_keep`)
-    targets: torch.Tensor  # [tokens] those answer tokens
-    rows: torch.Tensor  # [tokens] the example each one belongs to
-
-    @classmethod
-    def of(cls, labels: torch.Tensor) -> AnswerTokens:
-        """From labels aligned with the input ids, as the trainer passes them (IGNORE_INDEX on prompt and padding)."""
-        next_labels = labels[:, 1:]
-        keep = torch.zeros_like(labels, dtype=torch.bool)
-        keep[:, :-1] = next_labels != IGNORE_INDEX
-        rows = keep.nonzero()[:, 0]
-        return cls(keep=keep, targets=next_labels[keep[:, :-1]], rows=rows)
-
-
-def example_mean_nll(token_nll: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+def example_mean_nll(log_probs: torch.Tensor, label_mask: torch.Tensor) -> torch.Tensor:
     """The mean over examples of each example's mean answer-token NLL, so every answer weighs the same whatever its
-    length; examples without answer tokens do not count. A batch without any is a finite zero."""
-    if token_nll.numel() == 0:
-        return token_nll.sum()
-    counts = torch.bincount(rows)
-    sums = torch.zeros(len(counts), dtype=token_nll.dtype, device=token_nll.device).index_add(0, rows, token_nll)
+    length; examples without answer tokens are left out. Takes the fused LM head's per-token outputs (TRL's
+    `log_probs`, zero where unlabelled, and `label_mask`), so no full-vocabulary logits are built."""
+    counts = label_mask.sum(dim=1)
+    per_example = -(log_probs * label_mask).sum(dim=1) / counts.clamp(min=1)
     has_answer = counts > 0
-    return (sums[has_answer] / counts[has_answer]).mean()
+    return per_example[has_answer].sum() / has_answer.sum().clamp(min=1)
 
 
 class HealingTrainer(SFTTrainer):
-    """SFTTrainer with its loss at answer positions only, averaged per token (TRL's nll) or, with weigh_examples
-    (train.loss_weighting: example), per example; it stops on a non-finite loss instead of writing a broken model.
+    """SFTTrainer that stops on a non-finite loss instead of writing a broken model, and with weigh_examples
+    (train.loss_weighting: example) averages over examples instead of tokens.
 
     Per-token averaging lets long answers dominate: in the sample corpus type answers are 4% of the answer tokens, so
-    a short task barely trains under it."""
+    a short task barely trains. The example weighting reads the per-token log-probabilities of SFTTrainer's own fused
+    forward through a forward hook, so a step costs one forward (a compute_loss_func, or return_outputs, would cost
+    TRL a second forward) and TRL still records its metrics."""
 
     def __init__(self, *args: Any, weigh_examples: bool = False, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.weigh_examples = weigh_examples
-        # Our own record of what SFTTrainer.compute_loss would have recorded (its _metrics are private): per-batch
-        # values, averaged into the logs by log() as SFTTrainer averages its own.
-        self.answer_metrics: dict[str, dict[str, list[float]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
-        self.train_tokens_seen = 0
-
-    def answer_forward(self, model: Any, inputs: dict[str, torch.Tensor]) -> tuple[Any, AnswerTokens]:
-        """The model's forward with the LM head at answer positions only: outputs.logits is [tokens, vocab]."""
-        answer = AnswerTokens.of(inputs["labels"])
-        forward_inputs = {key: value for key, value in inputs.items() if key not in ("labels", "use_cache")}
-        return model(**forward_inputs, use_cache=False, logits_to_keep=answer.keep), answer
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        outputs, answer = self.answer_forward(model, inputs)
-        token_nll = F.cross_entropy(outputs.logits.float(), answer.targets, reduction="none")
-        if self.weigh_examples:
-            loss = example_mean_nll(token_nll, answer.rows)
-            # training: a micro-batch mean, so divide by the accumulation steps here, as Trainer.training_step does
-            # not for a model that takes num_items_in_batch; DDP averages it over processes. Evaluation: the mean.
-            if num_items_in_batch is not None and self.model_accepts_loss_kwargs:
-                loss = loss / self.current_gradient_accumulation_steps
-        else:
-            loss = token_nll.sum() / self._answer_token_count(answer, num_items_in_batch)
-        self.record_metrics(outputs.logits, answer, inputs)
-        return (loss, outputs) if return_outputs else loss
-
-    def _answer_token_count(self, answer: AnswerTokens, num_items_in_batch: Any) -> torch.Tensor:
-        """What a per-token loss divides by: the trainer's count over the whole accumulated batch and all ranks when
-        it gives one (DDP then averages, so the ranks' share is multiplied back, as SFTTrainer does), else this
-        batch's."""
-        if num_items_in_batch is None:
-            return torch.as_tensor(len(answer.targets)).clamp(min=1)
-        count = torch.as_tensor(num_items_in_batch).clamp(min=1)
-        if self.args.average_tokens_across_devices:
-            count = count / self.accelerator.num_processes
-        return count
-
-    def record_metrics(
-        self, logits: torch.Tensor, answer: AnswerTokens, inputs: dict[str, torch.Tensor], **sums: torch.Tensor
-    ) -> None:
-        """The metrics SFTTrainer.compute_loss records (entropy and top-1 accuracy per answer token, input tokens seen),
-        plus any further per-token sums (the KD terms), gathered over ranks."""
-        mode = "train" if self.model.training else "eval"
-        with torch.no_grad():
-            log_probs = F.log_softmax(logits.float(), dim=-1)
-            totals = {
-                "tokens": torch.as_tensor(float(len(answer.targets)), device=logits.device),
-                "entropy": -(log_probs.exp() * log_probs).sum(),
-                "mean_token_accuracy": (logits.argmax(dim=-1) == answer.targets).sum().float(),
-                **{name: value.detach().float() for name, value in sums.items()},
-            }
-            gathered = self.accelerator.gather_for_metrics(torch.stack(list(totals.values())).unsqueeze(0)).sum(dim=0)
-        values = dict(zip(totals, gathered.tolist(), strict=True))
-        per_token = max(values.pop("tokens"), 1.0)
-        for name, value in values.items():
-            self.answer_metrics[mode][name].append(value / per_token)
-        if mode == "train" and "attention_mask" in inputs:
-            self.train_tokens_seen += int(self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum())
-        self.answer_metrics[mode]["num_tokens"] = [self.train_tokens_seen]
-
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        """Trainer.log, a public hook: the recorded metrics averaged since the last log, eval_-prefixed in eval."""
-        mode = "train" if self.model.training else "eval"
-        prefix = "eval_" if mode == "eval" else ""
-        logs.update({f"{prefix}{key}": sum(values) / len(values) for key, values in self.answer_metrics[mode].items()})
-        self.answer_metrics[mode].clear()
-        super().log(logs, start_time)
+        if not self.weigh_examples:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        forwards: list[Any] = []
+        hook = model.register_forward_hook(lambda _module, _args, output: forwards.append(output))
+        try:
+            result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        finally:
+            hook.remove()
+        fused = forwards[0]  # the forward TRL's loss came from (FusedCausalLMOutput: log_probs, label_mask)
+        loss = example_mean_nll(fused.log_probs, fused.label_mask)
+        # training: a micro-batch mean, so divide by the accumulation steps here, as Trainer.training_step does not
+        # for a model that takes num_items_in_batch; DDP averages it over processes. Evaluation: the plain mean.
+        if num_items_in_batch is not None and self.model_accepts_loss_kwargs:
+            loss = loss / self.current_gradient_accumulation_steps
+        return (loss, result[1]) if return_outputs else loss
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
@@ -189,27 +119,32 @@ class DistillationTerms:
 
     kl_sum: torch.Tensor  # sum of KL(teacher_T || student_T) per token
     ce_sum: torch.Tensor  # sum of the student's cross-entropy on the labels (T = 1)
-    tokens: int  # answer tokens in the batch
+    tokens: torch.Tensor  # answer tokens in the batch
+    student_logits: torch.Tensor  # [tokens, vocab] the student's logits at those tokens (for the logged metrics)
+    targets: torch.Tensor  # [tokens] their labels
 
-    def loss(self, alpha: float, temperature: float, token_count: torch.Tensor | int | None = None) -> torch.Tensor:
-        """The mixed loss per answer token: per token_count (the trainer's, over an accumulated batch) if given."""
-        denominator = torch.as_tensor(self.tokens if token_count is None else token_count).clamp(min=1)
+    def loss(self, alpha: float, temperature: float, num_items: torch.Tensor | int | None = None) -> torch.Tensor:
+        """The mixed loss per answer token; num_items (the trainer's count over a whole accumulated batch) if given."""
+        denominator = torch.as_tensor(self.tokens if num_items is None else num_items).clamp(min=1)
         return (alpha * temperature**2 * self.kl_sum + (1 - alpha) * self.ce_sum) / denominator
 
 
 def distillation_terms(
-    student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor, temperature: float
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, temperature: float
 ) -> DistillationTerms:
-    """KL and CE sums over answer tokens, from both models' logits at answer positions ([tokens, vocab], as
-    HealingTrainer.answer_forward returns them) and the answer tokens they predict ([tokens])."""
+    """KL and CE sums over answer tokens. labels are aligned with the input ids, as the trainer passes them: the logits
+    at position t predict the label at t + 1; -100 marks prompt and padding."""
     if student_logits.shape != teacher_logits.shape:
         raise ValueError(f"student logits {tuple(student_logits.shape)} != teacher's {tuple(teacher_logits.shape)}")
-    student, teacher = student_logits.float(), teacher_logits.float()
+    targets = labels[..., 1:]
+    answer = targets != IGNORE_INDEX
+    student = student_logits[..., :-1, :][answer].float()  # only answer positions: [tokens, vocab], not the batch
+    teacher = teacher_logits[..., :-1, :][answer].float()
     student_log_t = F.log_softmax(student / temperature, dim=-1)
     teacher_log_t = F.log_softmax(teacher / temperature, dim=-1)
     kl = F.kl_div(student_log_t, teacher_log_t, log_target=True, reduction="none").sum(dim=-1)
-    ce = F.cross_entropy(student, targets, reduction="sum")
-    return DistillationTerms(kl.sum(), ce, len(targets))
+    ce = F.cross_entropy(student, targets[answer], reduction="sum")
+    return DistillationTerms(kl.sum(), ce, answer.sum(), student, targets[answer])
 
 
 def distillation_teacher(cfg: TrainParams, model_meta: dict[str, Any]) -> Path | None:
@@ -249,15 +184,53 @@ class DistillationTrainer(HealingTrainer):
         self.teacher = teacher.eval()
         self.kd_alpha = float(kd_alpha)
         self.kd_temperature = float(kd_temperature)
+        # Our own record of what SFTTrainer.compute_loss would have recorded (its _metrics are private): per-batch
+        # values, averaged into the logs by log() as SFTTrainer averages its own.
+        self.kd_metrics: dict[str, dict[str, list[float]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
+        self.kd_train_tokens = 0
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        outputs, answer = self.answer_forward(model, inputs)
-        if next(self.teacher.parameters()).device != outputs.logits.device:  # under DDP each rank has its own device
-            self.teacher.to(outputs.logits.device)
+        mode = "train" if self.model.training else "eval"
+        forward_inputs = {key: value for key, value in inputs.items() if key not in ("labels", "use_cache")}
+        outputs = model(**forward_inputs, use_cache=False)
+        device = outputs.logits.device
+        if next(self.teacher.parameters()).device != device:  # under DDP each rank's student sits on its own device
+            self.teacher.to(device)
         with torch.no_grad():
-            teacher_outputs, _ = self.answer_forward(self.teacher, inputs)
-        terms = distillation_terms(outputs.logits, teacher_outputs.logits, answer.targets, self.kd_temperature)
-        count = None if num_items_in_batch is None else self._answer_token_count(answer, num_items_in_batch)
-        loss = terms.loss(self.kd_alpha, self.kd_temperature, count)
-        self.record_metrics(outputs.logits, answer, inputs, kd_kl=terms.kl_sum, kd_ce=terms.ce_sum)
+            teacher_logits = self.teacher(**forward_inputs, use_cache=False).logits
+        terms = distillation_terms(outputs.logits, teacher_logits, inputs["labels"], self.kd_temperature)
+        loss = terms.loss(self.kd_alpha, self.kd_temperature, num_items_in_batch)
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            loss = loss * self.accelerator.num_processes  # as SFTTrainer: the count spans ranks, DDP averages
+        self._record_metrics(mode, terms, inputs)
         return (loss, outputs) if return_outputs else loss
+
+    def _record_metrics(self, mode: str, terms: DistillationTerms, inputs: dict[str, torch.Tensor]) -> None:
+        """The metrics SFTTrainer.compute_loss records, so the KD run's curves match a LoRA run's."""
+        with torch.no_grad():
+            gather = self.accelerator.gather_for_metrics
+            log_probs = F.log_softmax(terms.student_logits, dim=-1)
+            sums = torch.stack(
+                [
+                    terms.tokens.float(),
+                    -(log_probs.exp() * log_probs).sum(),
+                    (terms.student_logits.argmax(dim=-1) == terms.targets).sum().float(),
+                    terms.kl_sum.detach(),
+                    terms.ce_sum.detach(),
+                ]
+            )
+            tokens, entropy, correct, kl, ce = gather(sums.unsqueeze(0)).sum(dim=0).tolist()
+        per_token = max(tokens, 1.0)
+        for name, value in (("entropy", entropy), ("mean_token_accuracy", correct), ("kd_kl", kl), ("kd_ce", ce)):
+            self.kd_metrics[mode][name].append(value / per_token)
+        if mode == "train" and "attention_mask" in inputs:
+            self.kd_train_tokens += int(gather(inputs["attention_mask"].sum()).sum().item())
+        self.kd_metrics[mode]["num_tokens"] = [self.kd_train_tokens]
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Trainer.log, a public hook: the recorded metrics averaged since the last log, eval_-prefixed in eval."""
+        mode = "train" if self.model.training else "eval"
+        prefix = "eval_" if mode == "eval" else ""
+        logs.update({f"{prefix}{key}": sum(values) / len(values) for key, values in self.kd_metrics[mode].items()})
+        self.kd_metrics[mode].clear()
+        super().log(logs, start_time)

@@ -12,18 +12,15 @@ from prunetune.config import PrunetuneError
 from prunetune.models import read_meta, save_model
 from prunetune.params import TrainParams
 from prunetune.pruning import remove_layers
-from prunetune.trainers import AnswerTokens, distillation_teacher, distillation_terms
+from prunetune.trainers import distillation_teacher, distillation_terms
 from prunetune.training import build_dataset, finetune
 
 KD_CFG = {"method": "kd", "kd_alpha": 0.5, "kd_temperature": 2.0}
 
 
 def distillation_loss(student_logits, teacher_logits, labels, alpha, temperature, num_items=None):
-    """The loss DistillationTrainer.compute_loss takes, from whole-sequence logits: both models' logits at the answer
-    positions, mixed per answer token (or per num_items)."""
-    answer = AnswerTokens.of(labels)
-    terms = distillation_terms(student_logits[answer.keep], teacher_logits[answer.keep], answer.targets, temperature)
-    return terms.loss(alpha, temperature, num_items)
+    """The loss DistillationTrainer.compute_loss takes: the terms' mix per answer token (or per num_items)."""
+    return distillation_terms(student_logits, teacher_logits, labels, temperature).loss(alpha, temperature, num_items)
 
 
 # ---------------------------------------------------------------- the loss
