@@ -1,6 +1,11 @@
-"""The two healing trainers and their losses, in one place: LoRA on the labels (HealingTrainer, with an optional
-per-example weighting) and knowledge distillation from a frozen teacher (DistillationTrainer), plus the dvclive
-callback both log through. Only public Trainer hooks are used (training_step, compute_loss, log, callbacks).
+"""The two healing trainers and their losses, in one place: LoRA on the labels (HealingTrainer, averaged per token or
+per example) and knowledge distillation from a frozen teacher (DistillationTrainer), plus the dvclive callback both
+log through. Only public Trainer hooks are used (training_step, compute_loss, log, callbacks).
+
+Both compute their loss at answer positions only (a tenth of a sample-corpus batch; TRL's fused head scores every
+position on a CPU), and as eval's scoring does, with at most SCORE_CHUNK_POSITIONS rows of full-vocabulary logits at
+once: the LM head runs on chunks of the answer positions' last hidden states under activation checkpointing. The
+metrics TRL would log (entropy, mean_token_accuracy, num_tokens) are recorded here the same way.
 
 Knowledge distillation (Hinton et al. 2015): the pruned student learns the teacher's token distribution at
 temperature T as well as the labels, on assistant tokens only. loss = kd_alpha * T^2 * KL(teacher_T || student_T) +
@@ -18,56 +23,191 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 from transformers import AutoConfig, AutoTokenizer, PreTrainedModel, TrainerCallback
+from transformers.modeling_outputs import CausalLMOutput
 from trl import SFTTrainer
 
 from prunetune.chat import IGNORE_INDEX
 from prunetune.config import PrunetuneError, require
+from prunetune.generation import SCORE_CHUNK_POSITIONS, output_head
 from prunetune.models import check_causal_lm_dir, load_model
 from prunetune.params import TrainParams
 
-# ---------------------------------------------------------------- LoRA on the labels
+# ---------------------------------------------------------------- answer tokens and the label loss
 
 
-def example_mean_nll(log_probs: torch.Tensor, label_mask: torch.Tensor) -> torch.Tensor:
+@dataclass
+class AnswerTokens:
+    """A batch's answer tokens, flattened in row-major order: where the LM head must run and what it must predict."""
+
+    keep: torch.Tensor  # [batch, seq] bool: the hidden state at t predicts an answer token at t + 1
+    targets: torch.Tensor  # [tokens] those answer tokens
+    rows: torch.Tensor  # [tokens] the example each one belongs to
+
+    @classmethod
+    def of(cls, labels: torch.Tensor) -> AnswerTokens:
+        """From labels aligned with the input ids, as the trainer passes them (IGNORE_INDEX on prompt and padding)."""
+        next_labels = labels[:, 1:]
+        keep = torch.zeros_like(labels, dtype=torch.bool)
+        keep[:, :-1] = next_labels != IGNORE_INDEX
+        rows = keep.nonzero()[:, 0]
+        return cls(keep=keep, targets=next_labels[keep[:, :-1]], rows=rows)
+
+
+def example_mean_nll(token_nll: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """The mean over examples of each example's mean answer-token NLL, so every answer weighs the same whatever its
-    length; examples without answer tokens are left out. Takes the fused LM head's per-token outputs (TRL's
-    `log_probs`, zero where unlabelled, and `label_mask`), so no full-vocabulary logits are built."""
-    counts = label_mask.sum(dim=1)
-    per_example = -(log_probs * label_mask).sum(dim=1) / counts.clamp(min=1)
+    length; examples without answer tokens do not count. A batch without any is a finite zero."""
+    if token_nll.numel() == 0:
+        return token_nll.sum()
+    counts = torch.bincount(rows)
+    sums = torch.zeros(len(counts), dtype=token_nll.dtype, device=token_nll.device).index_add(0, rows, token_nll)
     has_answer = counts > 0
-    return per_example[has_answer].sum() / has_answer.sum().clamp(min=1)
+    return (sums[has_answer] / counts[has_answer]).mean()
+
+
+def answer_hidden_states(model: Any, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, AnswerTokens]:
+    """The last hidden states at answer positions [tokens, H], through the model's own forward (so DDP and peft see
+    it) with no logits built (logits_to_keep: none)."""
+    answer = AnswerTokens.of(inputs["labels"])
+    forward_inputs = {key: value for key, value in inputs.items() if key not in ("labels", "use_cache")}
+    no_logits = torch.zeros(0, dtype=torch.long, device=answer.keep.device)
+    outputs = model(**forward_inputs, use_cache=False, output_hidden_states=True, logits_to_keep=no_logits)
+    return outputs.hidden_states[-1][answer.keep], answer  # the last one has the final norm applied
+
+
+NLL, ENTROPY, HIT, KL = range(4)  # the columns of answer_token_terms
+
+
+def _as_head_input(head: Any, hidden: torch.Tensor) -> torch.Tensor:
+    """In the head's dtype, as the model's own forward hands it over (the final norm may return float32)."""
+    weight = next(head.parameters(), None)
+    return hidden if weight is None else hidden.to(weight.dtype)
+
+
+def _chunk_terms(
+    head: Any, hidden: torch.Tensor, targets: torch.Tensor, teacher: tuple[Any, torch.Tensor] | None, temperature: float
+) -> torch.Tensor:
+    logits = head(hidden).float()
+    log_probs = F.log_softmax(logits, dim=-1)
+    nll = -log_probs.gather(-1, targets[:, None]).squeeze(-1)
+    with torch.no_grad():
+        entropy = -(log_probs.exp() * log_probs).sum(dim=-1)
+        hit = (logits.argmax(dim=-1) == targets).float()
+    kl = torch.zeros_like(nll)
+    if teacher is not None:
+        teacher_head, teacher_hidden = teacher
+        with torch.no_grad():
+            teacher_log_t = F.log_softmax(teacher_head(teacher_hidden).float() / temperature, dim=-1)
+        student_log_t = F.log_softmax(logits / temperature, dim=-1)
+        kl = F.kl_div(student_log_t, teacher_log_t, log_target=True, reduction="none").sum(dim=-1)
+    return torch.stack([nll, entropy, hit, kl], dim=1)
+
+
+def answer_token_terms(
+    head: Any,
+    hidden: torch.Tensor,
+    targets: torch.Tensor,
+    teacher: tuple[Any, torch.Tensor] | None = None,
+    temperature: float = 1.0,
+    chunk: int = SCORE_CHUNK_POSITIONS,
+) -> torch.Tensor:
+    """Per answer token [tokens, 4]: its NLL, the entropy and top-1 hit of the prediction (no gradient), and with a
+    teacher (its LM head and its last hidden states at the same positions) KL(teacher_T || student_T).
+
+    hidden: [tokens, H], the last hidden states that predict targets [tokens]. The head runs on `chunk` rows at a time
+    under activation checkpointing, so at most one chunk of full-vocabulary logits exists, forward or backward."""
+    hidden = _as_head_input(head, hidden)
+    if teacher is not None:
+        teacher = (teacher[0], _as_head_input(*teacher))
+    if len(targets) == 0:
+        return hidden.new_zeros((0, 4), dtype=torch.float32) + hidden.sum() * 0  # no answer: zero, still in the graph
+    parts = [
+        checkpoint(
+            _chunk_terms,
+            head,
+            hidden[start : start + chunk],
+            targets[start : start + chunk],
+            None if teacher is None else (teacher[0], teacher[1][start : start + chunk]),
+            temperature,
+            use_reentrant=False,
+        )
+        for start in range(0, len(targets), chunk)
+    ]
+    return torch.cat(parts)
 
 
 class HealingTrainer(SFTTrainer):
-    """SFTTrainer that stops on a non-finite loss instead of writing a broken model, and with weigh_examples
-    (train.loss_weighting: example) averages over examples instead of tokens.
+    """SFTTrainer with its loss at answer positions only, averaged per token (TRL's nll) or, with weigh_examples
+    (train.loss_weighting: example), per example; it stops on a non-finite loss instead of writing a broken model.
 
     Per-token averaging lets long answers dominate: in the sample corpus type answers are 4% of the answer tokens, so
-    a short task barely trains. The example weighting reads the per-token log-probabilities of SFTTrainer's own fused
-    forward through a forward hook, so a step costs one forward (a compute_loss_func, or return_outputs, would cost
-    TRL a second forward) and TRL still records its metrics."""
+    a short task barely trains under it."""
 
     def __init__(self, *args: Any, weigh_examples: bool = False, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.weigh_examples = weigh_examples
+        # Our own record of what SFTTrainer.compute_loss would have recorded (its _metrics are private): per-batch
+        # values, averaged into the logs by log() as SFTTrainer averages its own.
+        self.answer_metrics: dict[str, dict[str, list[float]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
+        self.train_tokens_seen = 0
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if not self.weigh_examples:
-            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        forwards: list[Any] = []
-        hook = model.register_forward_hook(lambda _module, _args, output: forwards.append(output))
-        try:
-            result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        finally:
-            hook.remove()
-        fused = forwards[0]  # the forward TRL's loss came from (FusedCausalLMOutput: log_probs, label_mask)
-        loss = example_mean_nll(fused.log_probs, fused.label_mask)
-        # training: a micro-batch mean, so divide by the accumulation steps here, as Trainer.training_step does not
-        # for a model that takes num_items_in_batch; DDP averages it over processes. Evaluation: the plain mean.
-        if num_items_in_batch is not None and self.model_accepts_loss_kwargs:
-            loss = loss / self.current_gradient_accumulation_steps
-        return (loss, result[1]) if return_outputs else loss
+        hidden, answer = answer_hidden_states(model, inputs)
+        terms = answer_token_terms(output_head(self.model)[1], hidden, answer.targets)
+        if self.weigh_examples:
+            loss = example_mean_nll(terms[:, NLL], answer.rows)
+            # training: a micro-batch mean, so divide by the accumulation steps here, as Trainer.training_step does
+            # not for a model that takes num_items_in_batch; DDP averages it over processes. Evaluation: the mean.
+            if num_items_in_batch is not None and self.model_accepts_loss_kwargs:
+                loss = loss / self.current_gradient_accumulation_steps
+        else:
+            loss = terms[:, NLL].sum() / self._answer_token_count(answer, num_items_in_batch)
+        self.record_metrics(terms, inputs)
+        return (loss, CausalLMOutput(loss=loss)) if return_outputs else loss  # no logits: none were built
+
+    def _answer_token_count(self, answer: AnswerTokens, num_items_in_batch: Any) -> torch.Tensor:
+        """What a per-token loss divides by: the trainer's count over the whole accumulated batch and all ranks when
+        it gives one (DDP then averages, so the ranks' share is multiplied back, as SFTTrainer does), else this
+        batch's."""
+        if num_items_in_batch is None:
+            return torch.as_tensor(len(answer.targets)).clamp(min=1)
+        count = torch.as_tensor(num_items_in_batch).clamp(min=1)
+        if self.args.average_tokens_across_devices:
+            count = count / self.accelerator.num_processes
+        return count
+
+    def record_metrics(self, terms: torch.Tensor, inputs: dict[str, torch.Tensor], kd: bool = False) -> None:
+        """The metrics SFTTrainer.compute_loss records (entropy and top-1 accuracy per answer token, input tokens seen),
+        with kd the two parts of the KD loss per answer token, gathered over ranks."""
+        mode = "train" if self.model.training else "eval"
+        with torch.no_grad():
+            sums = {
+                "tokens": float(len(terms)),
+                "entropy": terms[:, ENTROPY].sum(),
+                "mean_token_accuracy": terms[:, HIT].sum(),
+            }
+            if kd:
+                sums |= {"kd_kl": terms[:, KL].sum(), "kd_ce": terms[:, NLL].sum()}
+            local = torch.stack(
+                [torch.as_tensor(value, dtype=torch.float32, device=terms.device) for value in sums.values()]
+            )
+            gathered = self.accelerator.gather_for_metrics(local.unsqueeze(0)).sum(dim=0)
+        values = dict(zip(sums, gathered.tolist(), strict=True))
+        per_token = max(values.pop("tokens"), 1.0)
+        for name, value in values.items():
+            self.answer_metrics[mode][name].append(value / per_token)
+        if mode == "train" and "attention_mask" in inputs:
+            self.train_tokens_seen += int(self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum())
+        self.answer_metrics[mode]["num_tokens"] = [self.train_tokens_seen]
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Trainer.log, a public hook: the recorded metrics averaged since the last log, eval_-prefixed in eval."""
+        mode = "train" if self.model.training else "eval"
+        prefix = "eval_" if mode == "eval" else ""
+        logs.update({f"{prefix}{key}": sum(values) / len(values) for key, values in self.answer_metrics[mode].items()})
+        self.answer_metrics[mode].clear()
+        super().log(logs, start_time)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
@@ -113,38 +253,13 @@ class DVCLiveStepCallback(TrainerCallback):
 # ---------------------------------------------------------------- knowledge distillation
 
 
-@dataclass
-class DistillationTerms:
-    """Sums over the answer tokens of a batch; the loss divides them by a token count."""
-
-    kl_sum: torch.Tensor  # sum of KL(teacher_T || student_T) per token
-    ce_sum: torch.Tensor  # sum of the student's cross-entropy on the labels (T = 1)
-    tokens: torch.Tensor  # answer tokens in the batch
-    student_logits: torch.Tensor  # [tokens, vocab] the student's logits at those tokens (for the logged metrics)
-    targets: torch.Tensor  # [tokens] their labels
-
-    def loss(self, alpha: float, temperature: float, num_items: torch.Tensor | int | None = None) -> torch.Tensor:
-        """The mixed loss per answer token; num_items (the trainer's count over a whole accumulated batch) if given."""
-        denominator = torch.as_tensor(self.tokens if num_items is None else num_items).clamp(min=1)
-        return (alpha * temperature**2 * self.kl_sum + (1 - alpha) * self.ce_sum) / denominator
-
-
-def distillation_terms(
-    student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, temperature: float
-) -> DistillationTerms:
-    """KL and CE sums over answer tokens. labels are aligned with the input ids, as the trainer passes them: the logits
-    at position t predict the label at t + 1; -100 marks prompt and padding."""
-    if student_logits.shape != teacher_logits.shape:
-        raise ValueError(f"student logits {tuple(student_logits.shape)} != teacher's {tuple(teacher_logits.shape)}")
-    targets = labels[..., 1:]
-    answer = targets != IGNORE_INDEX
-    student = student_logits[..., :-1, :][answer].float()  # only answer positions: [tokens, vocab], not the batch
-    teacher = teacher_logits[..., :-1, :][answer].float()
-    student_log_t = F.log_softmax(student / temperature, dim=-1)
-    teacher_log_t = F.log_softmax(teacher / temperature, dim=-1)
-    kl = F.kl_div(student_log_t, teacher_log_t, log_target=True, reduction="none").sum(dim=-1)
-    ce = F.cross_entropy(student, targets[answer], reduction="sum")
-    return DistillationTerms(kl.sum(), ce, answer.sum(), student, targets[answer])
+def distillation_loss(
+    terms: torch.Tensor, alpha: float, temperature: float, token_count: torch.Tensor | int | None = None
+) -> torch.Tensor:
+    """kd_alpha * T^2 * KL + (1 - kd_alpha) * CE per answer token, from answer_token_terms with a teacher: per
+    token_count (the trainer's, over an accumulated batch) if given, else per token of these terms."""
+    denominator = torch.as_tensor(len(terms) if token_count is None else token_count).clamp(min=1)
+    return (alpha * temperature**2 * terms[:, KL].sum() + (1 - alpha) * terms[:, NLL].sum()) / denominator
 
 
 def distillation_teacher(cfg: TrainParams, model_meta: dict[str, Any]) -> Path | None:
@@ -184,53 +299,16 @@ class DistillationTrainer(HealingTrainer):
         self.teacher = teacher.eval()
         self.kd_alpha = float(kd_alpha)
         self.kd_temperature = float(kd_temperature)
-        # Our own record of what SFTTrainer.compute_loss would have recorded (its _metrics are private): per-batch
-        # values, averaged into the logs by log() as SFTTrainer averages its own.
-        self.kd_metrics: dict[str, dict[str, list[float]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
-        self.kd_train_tokens = 0
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        mode = "train" if self.model.training else "eval"
-        forward_inputs = {key: value for key, value in inputs.items() if key not in ("labels", "use_cache")}
-        outputs = model(**forward_inputs, use_cache=False)
-        device = outputs.logits.device
-        if next(self.teacher.parameters()).device != device:  # under DDP each rank's student sits on its own device
-            self.teacher.to(device)
+        hidden, answer = answer_hidden_states(model, inputs)
+        if next(self.teacher.parameters()).device != hidden.device:  # under DDP each rank has its own device
+            self.teacher.to(hidden.device)
         with torch.no_grad():
-            teacher_logits = self.teacher(**forward_inputs, use_cache=False).logits
-        terms = distillation_terms(outputs.logits, teacher_logits, inputs["labels"], self.kd_temperature)
-        loss = terms.loss(self.kd_alpha, self.kd_temperature, num_items_in_batch)
-        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
-            loss = loss * self.accelerator.num_processes  # as SFTTrainer: the count spans ranks, DDP averages
-        self._record_metrics(mode, terms, inputs)
-        return (loss, outputs) if return_outputs else loss
-
-    def _record_metrics(self, mode: str, terms: DistillationTerms, inputs: dict[str, torch.Tensor]) -> None:
-        """The metrics SFTTrainer.compute_loss records, so the KD run's curves match a LoRA run's."""
-        with torch.no_grad():
-            gather = self.accelerator.gather_for_metrics
-            log_probs = F.log_softmax(terms.student_logits, dim=-1)
-            sums = torch.stack(
-                [
-                    terms.tokens.float(),
-                    -(log_probs.exp() * log_probs).sum(),
-                    (terms.student_logits.argmax(dim=-1) == terms.targets).sum().float(),
-                    terms.kl_sum.detach(),
-                    terms.ce_sum.detach(),
-                ]
-            )
-            tokens, entropy, correct, kl, ce = gather(sums.unsqueeze(0)).sum(dim=0).tolist()
-        per_token = max(tokens, 1.0)
-        for name, value in (("entropy", entropy), ("mean_token_accuracy", correct), ("kd_kl", kl), ("kd_ce", ce)):
-            self.kd_metrics[mode][name].append(value / per_token)
-        if mode == "train" and "attention_mask" in inputs:
-            self.kd_train_tokens += int(gather(inputs["attention_mask"].sum()).sum().item())
-        self.kd_metrics[mode]["num_tokens"] = [self.kd_train_tokens]
-
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        """Trainer.log, a public hook: the recorded metrics averaged since the last log, eval_-prefixed in eval."""
-        mode = "train" if self.model.training else "eval"
-        prefix = "eval_" if mode == "eval" else ""
-        logs.update({f"{prefix}{key}": sum(values) / len(values) for key, values in self.kd_metrics[mode].items()})
-        self.kd_metrics[mode].clear()
-        super().log(logs, start_time)
+            teacher_hidden, _ = answer_hidden_states(self.teacher, inputs)
+        teacher = (output_head(self.teacher)[1], teacher_hidden)
+        terms = answer_token_terms(output_head(self.model)[1], hidden, answer.targets, teacher, self.kd_temperature)
+        count = None if num_items_in_batch is None else self._answer_token_count(answer, num_items_in_batch)
+        loss = distillation_loss(terms, self.kd_alpha, self.kd_temperature, count)
+        self.record_metrics(terms, inputs, kd=True)
+        return (loss, CausalLMOutput(loss=loss)) if return_outputs else loss  # no logits: none were built

@@ -12,15 +12,20 @@ from prunetune.config import PrunetuneError
 from prunetune.models import read_meta, save_model
 from prunetune.params import TrainParams
 from prunetune.pruning import remove_layers
-from prunetune.trainers import distillation_teacher, distillation_terms
+from prunetune.trainers import AnswerTokens, answer_token_terms, distillation_loss, distillation_teacher
 from prunetune.training import build_dataset, finetune
 
 KD_CFG = {"method": "kd", "kd_alpha": 0.5, "kd_temperature": 2.0}
 
 
-def distillation_loss(student_logits, teacher_logits, labels, alpha, temperature, num_items=None):
-    """The loss DistillationTrainer.compute_loss takes: the terms' mix per answer token (or per num_items)."""
-    return distillation_terms(student_logits, teacher_logits, labels, temperature).loss(alpha, temperature, num_items)
+def kd_loss(student_logits, teacher_logits, labels, alpha, temperature, num_items=None, chunk=3):
+    """The loss DistillationTrainer.compute_loss takes, from whole-sequence logits: the answer positions' rows, each
+    model's LM head the identity (its "hidden states" are its logits), in chunks of 3 rows."""
+    answer = AnswerTokens.of(labels)
+    head = torch.nn.Identity()
+    teacher = (head, teacher_logits[answer.keep])
+    terms = answer_token_terms(head, student_logits[answer.keep], answer.targets, teacher, temperature, chunk)
+    return distillation_loss(terms, alpha, temperature, num_items)
 
 
 # ---------------------------------------------------------------- the loss
@@ -54,9 +59,9 @@ def test_distillation_loss_matches_a_direct_computation(alpha, temperature):
     teacher = torch.randn(2, 5, 7, generator=generator, dtype=torch.float64)
     labels = torch.tensor([[-100, -100, 3, 6, 1], [-100, 2, 0, -100, -100]])  # prompt, answer, padding
     expected = loss_by_hand(student.tolist(), teacher.tolist(), labels.tolist(), alpha, temperature)
-    loss = distillation_loss(student, teacher, labels, alpha, temperature)
+    loss = kd_loss(student, teacher, labels, alpha, temperature)
     assert loss.item() == pytest.approx(expected, rel=1e-6)
-    half = distillation_loss(student, teacher, labels, alpha, temperature, num_items=2 * 5)  # 5 answer tokens
+    half = kd_loss(student, teacher, labels, alpha, temperature, num_items=2 * 5)  # 5 answer tokens
     assert half.item() == pytest.approx(expected / 2, rel=1e-6)
 
 
@@ -66,9 +71,9 @@ def test_cross_entropy_part_is_the_models_own_label_loss_and_kl_vanishes_against
     dataset, _ = build_dataset(chat_examples(1)[:1], tokenizer, 512)
     input_ids, labels = torch.tensor([dataset[0]["input_ids"]]), torch.tensor([dataset[0]["labels"]])
     out = model(input_ids, labels=labels)
-    own = distillation_loss(out.logits, out.logits, labels, alpha=0.0, temperature=2.0)
+    own = kd_loss(out.logits, out.logits, labels, alpha=0.0, temperature=2.0)
     torch.testing.assert_close(own, out.loss, rtol=1e-5, atol=1e-6)
-    kl_only = distillation_loss(out.logits, out.logits, labels, alpha=1.0, temperature=2.0)
+    kl_only = kd_loss(out.logits, out.logits, labels, alpha=1.0, temperature=2.0)
     assert abs(kl_only.item()) < 1e-6
 
 
@@ -86,7 +91,7 @@ def test_kd_loss_decreases_over_a_few_steps(tiny_model):
     losses = []
     for _ in range(8):
         logits = student(input_ids, attention_mask=attention_mask).logits
-        loss = distillation_loss(logits, teacher_logits, labels, alpha=0.5, temperature=2.0)
+        loss = kd_loss(logits, teacher_logits, labels, alpha=0.5, temperature=2.0)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -10,11 +10,11 @@ import yaml
 from conftest import LORA_TEST_CFG, TRAIN_TEST_CFG, chat_examples
 from peft import PeftModel
 from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM, ViTConfig
+from transformers import AutoModelForCausalLM, AutoTokenizer, ViTConfig
 
 from prunetune.chat import IGNORE_INDEX, tokenize_chat
 from prunetune.config import PrunetuneError
-from prunetune.trainers import HealingTrainer
+from prunetune.trainers import ENTROPY, HIT, NLL, HealingTrainer, answer_hidden_states, answer_token_terms
 from prunetune.training import build_dataset, finetune
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,6 +49,43 @@ def test_label_mask_covers_exactly_the_answer_and_end_of_turn(tiny_model):
     assert labels[answer_start:] == input_ids[answer_start:]
     assert tokenizer.decode(labels[answer_start:]) == example["messages"][2]["content"] + "<|eot_id|>"
     assert labels[-1] == tokenizer.convert_tokens_to_ids("<|eot_id|>")
+
+
+def padded_batch(rows):
+    """input_ids, attention_mask and labels of tokenized rows, right-padded as the collator pads them."""
+    length = max(len(ids) for ids in rows["input_ids"])
+    input_ids = torch.tensor([ids + [0] * (length - len(ids)) for ids in rows["input_ids"]])
+    labels = torch.tensor([lab + [IGNORE_INDEX] * (length - len(lab)) for lab in rows["labels"]])
+    attention_mask = (torch.arange(length) < torch.tensor([[len(ids)] for ids in rows["input_ids"]])).long()
+    return input_ids, attention_mask, labels
+
+
+def test_answer_terms_in_chunks_are_the_full_logits_at_answer_positions_with_the_same_gradient(tiny_model):
+    model, tokenizer = tiny_model
+    rows, _ = build_dataset(chat_examples(1), tokenizer, 512)
+    input_ids, attention_mask, labels = padded_batch(rows)
+    inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+    hidden, answer = answer_hidden_states(model, inputs)
+    answer_lengths = [sum(label != IGNORE_INDEX for label in row) for row in rows["labels"]]
+    assert torch.bincount(answer.rows).tolist() == answer_lengths
+    assert answer.targets.tolist() == [label for row in rows["labels"] for label in row if label != IGNORE_INDEX]
+    assert hidden.shape == (sum(answer_lengths), model.config.hidden_size) and sum(answer_lengths) > 2 * 7
+
+    terms = answer_token_terms(model.lm_head, hidden, answer.targets, chunk=7)  # several chunks and a partial one
+    full = model(**inputs)  # every position's logits and the model's own label loss
+    logits = full.logits[answer.keep]
+    log_probs = torch.log_softmax(logits, dim=-1)
+    torch.testing.assert_close(
+        terms[:, NLL], torch.nn.functional.cross_entropy(logits, answer.targets, reduction="none")
+    )
+    torch.testing.assert_close(terms[:, NLL].mean(), full.loss)
+    torch.testing.assert_close(terms[:, ENTROPY], -(log_probs.exp() * log_probs).sum(dim=-1))
+    assert terms[:, HIT].tolist() == (logits.argmax(dim=-1) == answer.targets).float().tolist()
+
+    weight = model.model.layers[0].mlp.up_proj.weight
+    (chunked_grad,) = torch.autograd.grad(terms[:, NLL].sum(), weight)
+    (full_grad,) = torch.autograd.grad(model(**inputs).loss * len(answer.targets), weight)
+    torch.testing.assert_close(chunked_grad, full_grad)  # checkpointing recomputes each chunk: the same gradient
 
 
 def test_examples_longer_than_max_seq_length_are_dropped_and_counted(tiny_model):
@@ -261,3 +298,29 @@ def test_example_weighting_under_gradient_accumulation_is_the_plain_mean(tiny_mo
     first_train_loss = float((curves / "train/loss.tsv").read_text().split()[3])
     eval_at_start = float((curves / "eval/loss.tsv").read_text().split()[3])
     assert first_train_loss == pytest.approx(eval_at_start, rel=1e-4)
+
+
+@pytest.mark.parametrize(("batch_size", "accumulation"), [(2, 1), (1, 2)])
+def test_token_weighting_is_the_per_token_mean_of_the_whole_batch(tiny_model_dir, tmp_path, batch_size, accumulation):
+    # a summary and a type answer in one step, as one batch or accumulated over two: the first logged train loss is
+    # the model's own per-token label loss on both, whichever way the step is split
+    article = chat_examples(1)
+    examples = [article[0], article[3]]
+    train = {"batch_size": batch_size, "gradient_accumulation_steps": accumulation, "max_steps": 1, "eval_steps": 1}
+    finetune(
+        model_dir=tiny_model_dir,
+        lora_cfg={**LORA_TEST_CFG, "dropout": 0.0},
+        train_cfg={**TRAIN_TEST_CFG, **train, "loss_weighting": "token"},
+        train_examples=examples,
+        val_examples=examples,
+        out_dir=tmp_path / "model",
+        metrics_dir=tmp_path / "metrics",
+        scratch_dir=tmp_path / "scratch",
+    )
+    first_train_loss = float((tmp_path / "metrics/plots/metrics/train/loss.tsv").read_text().split()[3])
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    input_ids, attention_mask, labels = padded_batch(build_dataset(examples, tokenizer, 1024)[0])
+    with torch.no_grad():
+        own = model(input_ids, attention_mask=attention_mask, labels=labels).loss.item()
+    assert first_train_loss == pytest.approx(own, rel=1e-4)

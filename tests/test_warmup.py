@@ -49,13 +49,13 @@ def test_instruction_steps_are_spread_evenly(fraction, expected):
 
 
 def test_example_weighting_by_hand():
-    # per-token log-probabilities as the fused head returns them (0 where unlabelled): example 0 has 3 answer tokens
-    # with NLL 0.3, 0.6, 0.9 (mean 0.6), example 1 one token with NLL 2.0, example 2 none (left out)
-    log_probs = -torch.tensor([[0.3, 0.6, 0.9], [0.0, 0.0, 2.0], [0.0, 0.0, 0.0]])
-    label_mask = torch.tensor([[True, True, True], [False, False, True], [False, False, False]])
-    loss = example_mean_nll(log_probs, label_mask)
+    # answer-token NLLs with the example each belongs to: example 0 has 3 tokens with NLL 0.3, 0.6, 0.9 (mean 0.6),
+    # example 1 none (left out), example 2 one token with NLL 2.0
+    token_nll = torch.tensor([0.3, 0.6, 0.9, 2.0])
+    rows = torch.tensor([0, 0, 0, 2])
+    loss = example_mean_nll(token_nll, rows)
     assert loss.item() == pytest.approx((0.6 + 2.0) / 2)  # per token it would be (0.3 + 0.6 + 0.9 + 2.0) / 4 = 0.95
-    assert example_mean_nll(log_probs[2:], label_mask[2:]).item() == 0.0  # no answer token: a finite zero
+    assert example_mean_nll(token_nll[:0], rows[:0]).item() == 0.0  # no answer token: a finite zero
 
 
 def test_a_chat_longer_than_the_window_is_cut_from_the_left_and_counted(tiny_model):
