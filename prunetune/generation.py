@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
+from prunetune.chat import IGNORE_INDEX
 from prunetune.config import PrunetuneError
 
 
@@ -77,6 +79,24 @@ def output_head(model: Any) -> tuple[Any, Any]:
     return model.get_decoder(), model.get_output_embeddings()
 
 
+@dataclass
+class AnswerTokens:
+    """A batch's answer tokens, flattened in row-major order: where the LM head must run and what it must predict."""
+
+    keep: torch.Tensor  # [batch, seq] bool: the hidden state at t predicts an answer token at t + 1
+    targets: torch.Tensor  # [tokens] those answer tokens
+    rows: torch.Tensor  # [tokens] the example each one belongs to
+
+    @classmethod
+    def of(cls, labels: torch.Tensor) -> AnswerTokens:
+        """From labels aligned with the input ids (IGNORE_INDEX on prompt and padding), as batches hold them."""
+        next_labels = labels[:, 1:]
+        keep = torch.zeros_like(labels, dtype=torch.bool)
+        keep[:, :-1] = next_labels != IGNORE_INDEX
+        rows = keep.nonzero()[:, 0]
+        return cls(keep=keep, targets=next_labels[keep[:, :-1]], rows=rows)
+
+
 def labelled_nll(hidden: torch.Tensor, head: Any, targets: torch.Tensor, chunk: int) -> torch.Tensor:
     """Negative log-likelihood of each target given the hidden state that predicts it: -log softmax(head(h))[t].
 
@@ -120,17 +140,11 @@ def completion_nll(
         hidden = decoder(
             input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), use_cache=False
         ).last_hidden_state
-        targets = labels[:, 1:]
-        row_index, position = (targets != -100).nonzero(as_tuple=True)  # hidden state t predicts token t + 1
-        token_nll = labelled_nll(
-            hidden[row_index.to(device), position.to(device)],
-            head,
-            targets[row_index, position].to(device),
-            chunk_positions,
-        )
+        answer = AnswerTokens.of(labels)
+        token_nll = labelled_nll(hidden[answer.keep.to(device)], head, answer.targets.to(device), chunk_positions)
         del hidden
-        sums = torch.zeros(len(batch), dtype=torch.float64).index_add_(0, row_index, token_nll.double().cpu())
-        counts = torch.bincount(row_index, minlength=len(batch))
+        sums = torch.zeros(len(batch), dtype=torch.float64).index_add_(0, answer.rows, token_nll.double().cpu())
+        counts = torch.bincount(answer.rows, minlength=len(batch))
         for row_in_batch, index in enumerate(batch):
             results[index] = (sums[row_in_batch].item(), int(counts[row_in_batch]))
     return results

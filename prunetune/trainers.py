@@ -17,7 +17,6 @@ finetune_full stays plain LoRA (and can serve as the teacher).
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,31 +27,12 @@ from transformers import AutoConfig, AutoTokenizer, PreTrainedModel, TrainerCall
 from transformers.modeling_outputs import CausalLMOutput
 from trl import SFTTrainer
 
-from prunetune.chat import IGNORE_INDEX
 from prunetune.config import PrunetuneError, require
-from prunetune.generation import SCORE_CHUNK_POSITIONS, output_head
+from prunetune.generation import SCORE_CHUNK_POSITIONS, AnswerTokens, output_head
 from prunetune.models import check_causal_lm_dir, load_model
 from prunetune.params import TrainParams
 
 # ---------------------------------------------------------------- answer tokens and the label loss
-
-
-@dataclass
-class AnswerTokens:
-    """A batch's answer tokens, flattened in row-major order: where the LM head must run and what it must predict."""
-
-    keep: torch.Tensor  # [batch, seq] bool: the hidden state at t predicts an answer token at t + 1
-    targets: torch.Tensor  # [tokens] those answer tokens
-    rows: torch.Tensor  # [tokens] the example each one belongs to
-
-    @classmethod
-    def of(cls, labels: torch.Tensor) -> AnswerTokens:
-        """From labels aligned with the input ids, as the trainer passes them (IGNORE_INDEX on prompt and padding)."""
-        next_labels = labels[:, 1:]
-        keep = torch.zeros_like(labels, dtype=torch.bool)
-        keep[:, :-1] = next_labels != IGNORE_INDEX
-        rows = keep.nonzero()[:, 0]
-        return cls(keep=keep, targets=next_labels[keep[:, :-1]], rows=rows)
 
 
 def example_mean_nll(token_nll: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:

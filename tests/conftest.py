@@ -179,3 +179,16 @@ def stage_argv(name: str, python: str) -> list[str]:
     """What to run for a stage in a test: this interpreter, the script by its absolute path, dvc.yaml's arguments."""
     _, script, *args = stage_command(name)
     return [python, str(ROOT / script), *args]
+
+
+def padded_batch(rows):
+    """input_ids, attention_mask and labels of tokenized rows (build_dataset), right-padded as the collator pads."""
+    import torch
+
+    from prunetune.chat import IGNORE_INDEX
+
+    length = max(len(ids) for ids in rows["input_ids"])
+    input_ids = torch.tensor([ids + [0] * (length - len(ids)) for ids in rows["input_ids"]])
+    labels = torch.tensor([lab + [IGNORE_INDEX] * (length - len(lab)) for lab in rows["labels"]])
+    attention_mask = (torch.arange(length) < torch.tensor([[len(ids)] for ids in rows["input_ids"]])).long()
+    return input_ids, attention_mask, labels

@@ -4,15 +4,16 @@ import math
 
 import pytest
 import torch
-from conftest import LORA_TEST_CFG, TINY_TEST_CFG, TRAIN_TEST_CFG, chat_examples, make_article
+from conftest import LORA_TEST_CFG, TINY_TEST_CFG, TRAIN_TEST_CFG, chat_examples, make_article, padded_batch
 from transformers import AutoModelForCausalLM
 
 from prunetune.chat import IGNORE_INDEX
 from prunetune.config import PrunetuneError
+from prunetune.generation import AnswerTokens
 from prunetune.models import read_meta, save_model
 from prunetune.params import TrainParams
 from prunetune.pruning import remove_layers
-from prunetune.trainers import AnswerTokens, answer_token_terms, distillation_loss, distillation_teacher
+from prunetune.trainers import answer_token_terms, distillation_loss, distillation_teacher
 from prunetune.training import build_dataset, finetune
 
 KD_CFG = {"method": "kd", "kd_alpha": 0.5, "kd_temperature": 2.0}
@@ -80,11 +81,7 @@ def test_cross_entropy_part_is_the_models_own_label_loss_and_kl_vanishes_against
 def test_kd_loss_decreases_over_a_few_steps(tiny_model):
     teacher, tokenizer = tiny_model
     student = remove_layers(copy.deepcopy(teacher), [1]).train()
-    rows, _ = build_dataset(chat_examples(1), tokenizer, 512)
-    length = max(len(ids) for ids in rows["input_ids"])
-    input_ids = torch.tensor([ids + [0] * (length - len(ids)) for ids in rows["input_ids"]])
-    labels = torch.tensor([lab + [IGNORE_INDEX] * (length - len(lab)) for lab in rows["labels"]])
-    attention_mask = (torch.arange(length) < torch.tensor([[len(ids)] for ids in rows["input_ids"]])).long()
+    input_ids, attention_mask, labels = padded_batch(build_dataset(chat_examples(1), tokenizer, 512)[0])
     with torch.no_grad():
         teacher_logits = teacher(input_ids, attention_mask=attention_mask).logits
     optimizer = torch.optim.Adam(student.parameters(), lr=3e-3)

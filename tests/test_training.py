@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import LORA_TEST_CFG, TRAIN_TEST_CFG, chat_examples
+from conftest import LORA_TEST_CFG, TRAIN_TEST_CFG, chat_examples, padded_batch
 from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, ViTConfig
@@ -49,15 +49,6 @@ def test_label_mask_covers_exactly_the_answer_and_end_of_turn(tiny_model):
     assert labels[answer_start:] == input_ids[answer_start:]
     assert tokenizer.decode(labels[answer_start:]) == example["messages"][2]["content"] + "<|eot_id|>"
     assert labels[-1] == tokenizer.convert_tokens_to_ids("<|eot_id|>")
-
-
-def padded_batch(rows):
-    """input_ids, attention_mask and labels of tokenized rows, right-padded as the collator pads them."""
-    length = max(len(ids) for ids in rows["input_ids"])
-    input_ids = torch.tensor([ids + [0] * (length - len(ids)) for ids in rows["input_ids"]])
-    labels = torch.tensor([lab + [IGNORE_INDEX] * (length - len(lab)) for lab in rows["labels"]])
-    attention_mask = (torch.arange(length) < torch.tensor([[len(ids)] for ids in rows["input_ids"]])).long()
-    return input_ids, attention_mask, labels
 
 
 def test_answer_terms_in_chunks_are_the_full_logits_at_answer_positions_with_the_same_gradient(tiny_model):
@@ -205,7 +196,7 @@ def test_two_process_ddp_run_on_cpu(tiny_model_dir, tmp_path):
     script.write_text(
         "import sys; sys.path.insert(0, sys.argv[1])\n"
         "from pathlib import Path\n"
-        "from conftest import LORA_TEST_CFG, TRAIN_TEST_CFG, chat_examples\n"
+        "from conftest import LORA_TEST_CFG, TRAIN_TEST_CFG, chat_examples, padded_batch\n"
         "from prunetune.training import finetune\n"
         "out = Path(sys.argv[3])\n"
         "ex = chat_examples(6)\n"
@@ -277,24 +268,30 @@ def test_finetune_leaves_the_input_model_untouched(tiny_model_dir, tmp_path):
     assert all(torch.equal(before[k], after[k]) for k in before)
 
 
-def test_example_weighting_under_gradient_accumulation_is_the_plain_mean(tiny_model_dir, tmp_path):
-    # a summary and a type answer, one per micro-batch, accumulated over 2: the first step's logged train loss is the
-    # mean of the two answers' mean NLLs, as the evaluation at the start measures it on the same two examples (no
-    # dropout, same weights), not half of it (the accumulation divided twice) nor twice it (not at all)
+def one_step_on_two_answers(model_dir, tmp_path, weighting, batch_size, accumulation):
+    """One optimizer step on two answers of one article, a summary and a type, without dropout; the examples and
+    the dvclive curves dir."""
     article = chat_examples(1)
     examples = [article[0], article[3]]
-    train = {"batch_size": 1, "gradient_accumulation_steps": 2, "max_steps": 1, "eval_steps": 1}
+    train = {"batch_size": batch_size, "gradient_accumulation_steps": accumulation, "max_steps": 1, "eval_steps": 1}
     finetune(
-        model_dir=tiny_model_dir,
+        model_dir=model_dir,
         lora_cfg={**LORA_TEST_CFG, "dropout": 0.0},
-        train_cfg={**TRAIN_TEST_CFG, **train, "loss_weighting": "example"},
+        train_cfg={**TRAIN_TEST_CFG, **train, "loss_weighting": weighting},
         train_examples=examples,
         val_examples=examples,
         out_dir=tmp_path / "model",
         metrics_dir=tmp_path / "metrics",
         scratch_dir=tmp_path / "scratch",
     )
-    curves = tmp_path / "metrics/plots/metrics"
+    return examples, tmp_path / "metrics/plots/metrics"
+
+
+def test_example_weighting_under_gradient_accumulation_is_the_plain_mean(tiny_model_dir, tmp_path):
+    # one answer per micro-batch, accumulated over 2: the first step's logged train loss is the mean of the two
+    # answers' mean NLLs, as the evaluation at the start measures it on the same two examples (no dropout, same
+    # weights), not half of it (the accumulation divided twice) nor twice it (not at all)
+    _, curves = one_step_on_two_answers(tiny_model_dir, tmp_path, "example", 1, 2)
     first_train_loss = float((curves / "train/loss.tsv").read_text().split()[3])
     eval_at_start = float((curves / "eval/loss.tsv").read_text().split()[3])
     assert first_train_loss == pytest.approx(eval_at_start, rel=1e-4)
@@ -302,22 +299,10 @@ def test_example_weighting_under_gradient_accumulation_is_the_plain_mean(tiny_mo
 
 @pytest.mark.parametrize(("batch_size", "accumulation"), [(2, 1), (1, 2)])
 def test_token_weighting_is_the_per_token_mean_of_the_whole_batch(tiny_model_dir, tmp_path, batch_size, accumulation):
-    # a summary and a type answer in one step, as one batch or accumulated over two: the first logged train loss is
-    # the model's own per-token label loss on both, whichever way the step is split
-    article = chat_examples(1)
-    examples = [article[0], article[3]]
-    train = {"batch_size": batch_size, "gradient_accumulation_steps": accumulation, "max_steps": 1, "eval_steps": 1}
-    finetune(
-        model_dir=tiny_model_dir,
-        lora_cfg={**LORA_TEST_CFG, "dropout": 0.0},
-        train_cfg={**TRAIN_TEST_CFG, **train, "loss_weighting": "token"},
-        train_examples=examples,
-        val_examples=examples,
-        out_dir=tmp_path / "model",
-        metrics_dir=tmp_path / "metrics",
-        scratch_dir=tmp_path / "scratch",
-    )
-    first_train_loss = float((tmp_path / "metrics/plots/metrics/train/loss.tsv").read_text().split()[3])
+    # one batch or accumulated over two: the first logged train loss is the model's own per-token label loss on
+    # both answers, whichever way the step is split
+    examples, curves = one_step_on_two_answers(tiny_model_dir, tmp_path, "token", batch_size, accumulation)
+    first_train_loss = float((curves / "train/loss.tsv").read_text().split()[3])
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     input_ids, attention_mask, labels = padded_batch(build_dataset(examples, tokenizer, 1024)[0])
