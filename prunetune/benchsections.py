@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import statistics
 import tempfile
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -143,17 +144,24 @@ def training_loaders(
     stage's sampling and once with naive random sampling. The LoRA adapter is added to `model` in place."""
     from trl import SFTTrainer
 
+    from prunetune.packing import collate
     from prunetune.training import build_dataset, lora_config, sft_config
 
     train_cfg, lora_cfg = as_section(TrainParams, params["train"]), as_section(LoraParams, params["lora"])
-    data, _ = build_dataset(train_examples, tokenizer, train_cfg.max_seq_length, date_string)
+    data, _ = build_dataset(train_examples, tokenizer, train_cfg.max_seq_length, date_string)  # one row per example
     if len(data) == 0:
         raise PrunetuneError("bench: no training example fits train.max_seq_length")
     lora = lora_config(lora_cfg)
     with tempfile.TemporaryDirectory() as scratch:
         args = sft_config(train_cfg, Path(scratch), device)
         trainer = SFTTrainer(
-            model=model, args=args, train_dataset=data, eval_dataset=data, processing_class=tokenizer, peft_config=lora
+            model=model,
+            args=args,
+            train_dataset=data,
+            eval_dataset=data,
+            processing_class=tokenizer,
+            data_collator=partial(collate, pad_token_id=tokenizer.pad_token_id),
+            peft_config=lora,
         )
         stage_strategy = args.train_sampling_strategy
         batches = {}

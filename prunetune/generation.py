@@ -63,6 +63,19 @@ def generate_greedy(
     return results
 
 
+def without_padding_mask(inputs: dict[str, Any]) -> dict[str, Any]:
+    """The batch without its attention mask when every row is right-padded (real tokens first).
+
+    Padding then only ever follows a row's real tokens, so the causal mask alone keeps every real token from seeing
+    it: the real positions' outputs are the same, no 4D mask is built, and SDPA runs its causal kernel, which skips
+    the masked half of the scores (half of attention's cost in a 200-token training batch). Padded positions get
+    outputs too; they are never scored. Any other padding keeps its mask."""
+    mask = inputs.get("attention_mask")
+    if mask is None or not bool((mask[:, 1:] <= mask[:, :-1]).all()):
+        return inputs
+    return {key: value for key, value in inputs.items() if key != "attention_mask"}
+
+
 SCORE_CHUNK_POSITIONS = 256  # labelled positions whose full-vocabulary logits exist at once while scoring
 
 
@@ -88,12 +101,16 @@ class AnswerTokens:
     rows: torch.Tensor  # [tokens] the example each one belongs to
 
     @classmethod
-    def of(cls, labels: torch.Tensor) -> AnswerTokens:
-        """From labels aligned with the input ids (IGNORE_INDEX on prompt and padding), as batches hold them."""
+    def of(cls, labels: torch.Tensor, branch_ids: torch.Tensor | None = None) -> AnswerTokens:
+        """From labels aligned with the input ids (IGNORE_INDEX on prompt and padding), as batches hold them; with
+        the branch ids of shared rows (packing.shared_row) each branch is an example of its own."""
         next_labels = labels[:, 1:]
         keep = torch.zeros_like(labels, dtype=torch.bool)
         keep[:, :-1] = next_labels != IGNORE_INDEX
         rows = keep.nonzero()[:, 0]
+        if branch_ids is not None:
+            branches = branch_ids[:, 1:][keep[:, :-1]]
+            rows = torch.unique(rows * (int(branch_ids.max()) + 1) + branches, return_inverse=True)[1]
         return cls(keep=keep, targets=next_labels[keep[:, :-1]], rows=rows)
 
 
@@ -116,8 +133,9 @@ def completion_nll(
 ) -> list[tuple[float, int]]:
     """Per row: the summed negative log-likelihood of its labelled tokens (labels != -100) and their count.
 
-    Rows are right-padded into batches; a padded position neither attends nor is scored, so the result
-    does not depend on the batch size. No full-vocabulary tensor is built for the batch: the decoder gives the
+    Rows are right-padded into batches and scored without an attention mask (without_padding_mask): a real token
+    never sees the padding that follows it and a padded position is not scored, so the result does not depend on
+    the batch size. No full-vocabulary tensor is built for the batch: the decoder gives the
     last hidden states, the ones that predict a labelled token are gathered, and the LM head and log-softmax run
     on `chunk_positions` of them at a time. Peak memory beyond the decoder's forward pass, for a batch of B rows
     padded to T tokens with N labelled tokens, hidden size H, vocabulary V and a model dtype of d bytes:
@@ -136,10 +154,7 @@ def completion_nll(
         pad = [width - len(rows[i]["input_ids"]) for i in batch]
         input_ids = torch.tensor([rows[i]["input_ids"] + [0] * p for i, p in zip(batch, pad, strict=True)])
         labels = torch.tensor([rows[i]["labels"] + [-100] * p for i, p in zip(batch, pad, strict=True)])
-        attention_mask = (torch.arange(width)[None, :] < torch.tensor([width - p for p in pad])[:, None]).long()
-        hidden = decoder(
-            input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), use_cache=False
-        ).last_hidden_state
+        hidden = decoder(input_ids=input_ids.to(device), use_cache=False).last_hidden_state  # right-padded: no mask
         answer = AnswerTokens.of(labels)
         token_nll = labelled_nll(hidden[answer.keep.to(device)], head, answer.targets.to(device), chunk_positions)
         del hidden

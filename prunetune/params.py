@@ -336,6 +336,7 @@ class TrainParams(Section):
     num_processes: int = key(ge=1)
     seed: int = key(ge=0)
     loss_weighting: Literal["token", "example"] = key("token")
+    share_prompts: bool = key(False)
     method: Literal["lora", "kd"] = key("lora")
     teacher: str | None = key(None, expect="a model directory")  # kd only
     kd_alpha: float | None = key(None, ge=0, le=1)

@@ -28,8 +28,9 @@ from transformers.modeling_outputs import CausalLMOutput
 from trl import SFTTrainer
 
 from prunetune.config import PrunetuneError, require
-from prunetune.generation import SCORE_CHUNK_POSITIONS, AnswerTokens, output_head
+from prunetune.generation import SCORE_CHUNK_POSITIONS, AnswerTokens, output_head, without_padding_mask
 from prunetune.models import check_causal_lm_dir, load_model
+from prunetune.packing import shared_attention_mask
 from prunetune.params import TrainParams
 
 # ---------------------------------------------------------------- answer tokens and the label loss
@@ -48,9 +49,18 @@ def example_mean_nll(token_nll: torch.Tensor, rows: torch.Tensor) -> torch.Tenso
 
 def answer_hidden_states(model: Any, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, AnswerTokens]:
     """The last hidden states at answer positions [tokens, H], through the model's own forward (so DDP and peft see
-    it) with no logits built (logits_to_keep: none)."""
-    answer = AnswerTokens.of(inputs["labels"])
-    forward_inputs = {key: value for key, value in inputs.items() if key not in ("labels", "use_cache")}
+    it) with no logits built (logits_to_keep: none). Shared rows (packing.collate's branch_ids) attend through
+    their 4D mask; a plain right-padded batch needs no mask (without_padding_mask)."""
+    branch_ids = inputs.get("branch_ids")
+    answer = AnswerTokens.of(inputs["labels"], branch_ids)
+    forward_inputs = {key: value for key, value in inputs.items() if key not in ("labels", "use_cache", "branch_ids")}
+    if branch_ids is None:
+        forward_inputs = without_padding_mask(forward_inputs)
+    else:
+        config = model.config if hasattr(model, "config") else model.module.config  # DDP wraps the model
+        forward_inputs["attention_mask"] = shared_attention_mask(
+            branch_ids, config._attn_implementation, next(model.parameters()).dtype
+        )
     no_logits = torch.zeros(0, dtype=torch.long, device=answer.keep.device)
     outputs = model(**forward_inputs, use_cache=False, output_hidden_states=True, logits_to_keep=no_logits)
     return outputs.hidden_states[-1][answer.keep], answer  # the last one has the final norm applied

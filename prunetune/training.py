@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from trl import SFTConfig
 from prunetune.chat import DEFAULT_CHAT_DATE, tokenize_chat
 from prunetune.config import require
 from prunetune.models import load_model, pick_device, read_meta, staged_dir, write_model_files
+from prunetune.packing import collate, shared_rows
 from prunetune.params import LoraParams, TrainParams, as_section
 from prunetune.trainers import (
     DistillationTrainer,
@@ -45,17 +47,24 @@ def linear_module_names(model: torch.nn.Module) -> set[str]:
 
 
 def build_dataset(
-    examples: list[dict[str, Any]], tokenizer: Any, max_seq_length: int, date_string: str = DEFAULT_CHAT_DATE
+    examples: list[dict[str, Any]],
+    tokenizer: Any,
+    max_seq_length: int,
+    date_string: str = DEFAULT_CHAT_DATE,
+    share_prompts: bool = False,
 ) -> tuple[Dataset, int]:
     """Tokenized examples (chat.tokenize_chat) that fit max_seq_length whole, and how many did not (dropped,
-    never truncated)."""
-    rows, too_long = [], 0
+    never truncated). With share_prompts, one row per article holds its examples (packing.shared_row)."""
+    rows, articles, too_long = [], [], 0
     for example in examples:
         row = tokenize_chat(tokenizer, example["messages"], date_string)
         if len(row["input_ids"]) > max_seq_length:
             too_long += 1
             continue
         rows.append(row)
+        articles.append(example["article_id"])
+    if share_prompts and rows:
+        rows = shared_rows(rows, articles)
     return Dataset.from_list(rows), too_long
 
 
@@ -125,6 +134,8 @@ def sft_config(cfg: TrainParams, scratch_dir: Path, device: torch.device, bf16: 
         seed=cfg.seed,
         data_seed=cfg.seed,
         max_length=cfg.max_seq_length,
+        dataset_kwargs={"skip_prepare_dataset": True},  # build_dataset tokenizes, masks and drops too-long examples
+        remove_unused_columns=False,  # shared rows' position_ids and branch_ids reach compute_loss
         train_sampling_strategy="group_by_length",
         activation_checkpointing=cfg.gradient_checkpointing,
         bf16=bf16,
@@ -184,8 +195,9 @@ def finetune(
     teacher_dir = distillation_teacher(train_cfg, read_meta(model_dir))  # kd heals pruned models only
     teacher = load_teacher(teacher_dir, tokenizer, model, device) if teacher_dir else None
     max_length = train_cfg.max_seq_length
-    train_data, train_too_long = build_dataset(train_examples, tokenizer, max_length, date_string)
-    val_data, val_too_long = build_dataset(val_examples, tokenizer, max_length, date_string)
+    share = train_cfg.share_prompts
+    train_data, train_too_long = build_dataset(train_examples, tokenizer, max_length, date_string, share)
+    val_data, val_too_long = build_dataset(val_examples, tokenizer, max_length, date_string, share)
     for name, data, dropped in (("train", train_data, train_too_long), ("val", val_data, val_too_long)):
         require(len(data) > 0, "train.max_seq_length", f"leaves no {name} example ({dropped} longer than {max_length})")
 
@@ -225,6 +237,7 @@ def finetune(
         train_dataset=train_data,
         eval_dataset=val_data,
         processing_class=tokenizer,
+        data_collator=partial(collate, pad_token_id=tokenizer.pad_token_id),
         peft_config=lora,
         callbacks=callbacks,
         **trainer_args,
@@ -252,7 +265,8 @@ def finetune(
         "wall_s": wall_s,
         "resumed_from_step": int(resume_from.rsplit("-", 1)[-1]) if resume_from else 0,
         "stopped_early": state.global_step < state.max_steps,
-        "train_examples": len(train_data),
+        "train_examples": len(train_examples) - train_too_long,
+        "train_rows": len(train_data),  # fewer than the examples with train.share_prompts
         "dropped_too_long_train": train_too_long,
         "dropped_too_long_val": val_too_long,
     }

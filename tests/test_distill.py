@@ -136,9 +136,13 @@ def run_kd(model_dir, teacher_dir, tmp_path, **train):
     )
 
 
-def test_kd_run_heals_with_the_teacher_and_logs_like_a_lora_run(pruned_model_dir, tiny_model_dir, tmp_path):
-    summary = run_kd(pruned_model_dir, tiny_model_dir, tmp_path)
+@pytest.mark.parametrize("share_prompts", [False, True])
+def test_kd_run_heals_with_the_teacher_and_logs_like_a_lora_run(
+    pruned_model_dir, tiny_model_dir, tmp_path, share_prompts
+):
+    summary = run_kd(pruned_model_dir, tiny_model_dir, tmp_path, share_prompts=share_prompts, batch_size=1)
     assert summary["steps"] == 6 and summary["best_val_loss"] < summary["first_val_loss"]
+    assert summary["train_rows"] == (4 if share_prompts else 16)  # the teacher reads shared rows too
     curves = tmp_path / "metrics" / "plots" / "metrics"
     for curve in ("train/loss", "eval/loss", "train/mean_token_accuracy", "train/kd_kl", "eval/kd_kl", "eval/kd_ce"):
         assert len((curves / f"{curve}.tsv").read_text().splitlines()) > 2, curve

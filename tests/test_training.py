@@ -14,6 +14,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, ViTConfig
 
 from prunetune.chat import IGNORE_INDEX, tokenize_chat
 from prunetune.config import PrunetuneError
+from prunetune.generation import without_padding_mask
 from prunetune.trainers import ENTROPY, HIT, NLL, HealingTrainer, answer_hidden_states, answer_token_terms
 from prunetune.training import build_dataset, finetune
 
@@ -49,6 +50,23 @@ def test_label_mask_covers_exactly_the_answer_and_end_of_turn(tiny_model):
     assert labels[answer_start:] == input_ids[answer_start:]
     assert tokenizer.decode(labels[answer_start:]) == example["messages"][2]["content"] + "<|eot_id|>"
     assert labels[-1] == tokenizer.convert_tokens_to_ids("<|eot_id|>")
+
+
+def test_a_right_padded_batch_gives_the_same_real_outputs_without_its_mask(tiny_model):
+    model, tokenizer = tiny_model
+    rows, _ = build_dataset(chat_examples(1), tokenizer, 512)
+    input_ids, attention_mask, _ = padded_batch(rows)
+    assert (attention_mask == 0).any()  # rows of different lengths: real padding
+    inputs = without_padding_mask({"input_ids": input_ids, "attention_mask": attention_mask})
+    assert set(inputs) == {"input_ids"}
+    with torch.no_grad():
+        masked = model(input_ids, attention_mask=attention_mask).logits
+        unmasked = model(**inputs).logits
+    real = attention_mask.bool()
+    torch.testing.assert_close(unmasked[real], masked[real], rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(unmasked[~real], masked[~real])  # padded positions differ; they are never scored
+    left_padded = attention_mask.flip(1)
+    assert "attention_mask" in without_padding_mask({"input_ids": input_ids, "attention_mask": left_padded})
 
 
 def test_answer_terms_in_chunks_are_the_full_logits_at_answer_positions_with_the_same_gradient(tiny_model):
@@ -139,6 +157,14 @@ def test_merged_model_equals_base_plus_adapter(finished_run, tiny_model_dir):
     assert not torch.allclose(merged(input_ids).logits, untouched(input_ids).logits, atol=1e-3)
 
 
+def test_shared_prompt_run_trains_one_row_per_article(tiny_model_dir, tmp_path):
+    summary = run_finetune(tiny_model_dir, tmp_path, train={"share_prompts": True, "batch_size": 1})
+    assert summary["train_examples"] == 16 and summary["train_rows"] == 4  # chat_examples: 4 tasks per article
+    assert summary["steps"] == 6 and summary["best_val_loss"] < summary["first_val_loss"]
+    plain = run_finetune(tiny_model_dir, tmp_path, name="plain", train={"batch_size": 4})
+    assert summary["train_tokens"] < 0.7 * plain["train_tokens"]  # the same examples in fewer tokens
+
+
 def test_killed_run_resumes_and_ends_where_an_uninterrupted_run_ends(
     finished_run, tiny_model_dir, tmp_path, monkeypatch
 ):
@@ -201,7 +227,8 @@ def test_two_process_ddp_run_on_cpu(tiny_model_dir, tmp_path):
         "out = Path(sys.argv[3])\n"
         "ex = chat_examples(6)\n"
         "finetune(Path(sys.argv[2]), LORA_TEST_CFG, {**TRAIN_TEST_CFG, 'num_processes': 2, 'max_steps': 3,\n"
-        "         'eval_steps': 3}, ex[:16], ex[16:], out / 'model', out / 'metrics', out / 'scratch')\n"
+        "         'eval_steps': 3, 'batch_size': 1, 'share_prompts': True}, ex[:16], ex[16:], out / 'model',\n"
+        "         out / 'metrics', out / 'scratch')\n"
     )
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     result = subprocess.run(
@@ -212,7 +239,7 @@ def test_two_process_ddp_run_on_cpu(tiny_model_dir, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "out" / "metrics" / "metrics.json").read_text())
-    assert summary["steps"] == 3
+    assert summary["steps"] == 3 and summary["train_rows"] == 4  # shared rows, one article per rank and step
     assert summary["train_tokens"] > 0
     assert AutoModelForCausalLM.from_pretrained(tmp_path / "out" / "model").config.num_hidden_layers == 4
 
