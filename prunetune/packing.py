@@ -65,7 +65,8 @@ def shared_rows(examples: list[dict[str, list[int]]], groups: list[Any]) -> list
 def shared_attention_mask(branch_ids: torch.Tensor, attention: str, dtype: torch.dtype) -> torch.Tensor:
     """The 4D mask [batch, 1, seq, seq] of shared rows in the form the model's attention takes as given: bool (True:
     attend) for sdpa, additive (0 or the dtype's minimum) for eager. A query attends causally within its branch and
-    to the prefix; padding sees the prefix only (a query that attends to nothing would give NaN)."""
+    to the prefix; padding sees the prefix and itself (a query that attends to nothing would give NaN, and NaN
+    poisons the backward pass even where it is never scored)."""
     if attention not in ("sdpa", "eager"):
         raise PrunetuneError(
             f"train.share_prompts: the model's attention implementation {attention!r} takes no custom attention "
@@ -74,7 +75,9 @@ def shared_attention_mask(branch_ids: torch.Tensor, attention: str, dtype: torch
     query, key = branch_ids[:, :, None], branch_ids[:, None, :]
     seq = branch_ids.shape[1]
     causal = torch.ones(seq, seq, dtype=torch.bool, device=branch_ids.device).tril()
-    allowed = (causal & ((key == PREFIX) | ((key == query) & (key != PADDING))))[:, None]
+    itself = torch.eye(seq, dtype=torch.bool, device=branch_ids.device)
+    allowed = (causal & ((key == PREFIX) | ((key == query) & (key != PADDING)))) | (itself & (query == PADDING))
+    allowed = allowed[:, None]
     if attention == "sdpa":
         return allowed
     return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)

@@ -57,9 +57,11 @@ def test_mask_by_hand_and_padding():
     assert batch["attention_mask"].tolist() == [[1, 1, 1, 1], [1, 1, 0, 0]]
     mask = shared_attention_mask(batch["branch_ids"], "sdpa", torch.float32)
     assert mask[0, 0].int().tolist() == [[1, 0, 0, 0], [1, 1, 0, 0], [1, 0, 1, 0], [1, 0, 1, 1]]
-    assert mask[1, 0].int().tolist() == [[1, 0, 0, 0], [1, 1, 0, 0], [1, 0, 0, 0], [1, 0, 0, 0]]
+    assert mask[1, 0].int().tolist() == [[1, 0, 0, 0], [1, 1, 0, 0], [1, 0, 1, 0], [1, 0, 0, 1]]  # padding: itself
     additive = shared_attention_mask(batch["branch_ids"], "eager", torch.float32)
     assert ((additive == 0) == mask).all() and (additive[~mask] == torch.finfo(torch.float32).min).all()
+    no_prefix = shared_attention_mask(torch.tensor([[1, 1, 2, PADDING]]), "sdpa", torch.float32)
+    assert no_prefix.any(dim=-1).all()  # every query attends to something, even without a shared prefix
     with pytest.raises(PrunetuneError, match="train.share_prompts"):
         shared_attention_mask(batch["branch_ids"], "flash_attention_2", torch.float32)
     assert PREFIX == 0
