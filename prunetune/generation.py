@@ -67,9 +67,9 @@ def without_padding_mask(inputs: dict[str, Any]) -> dict[str, Any]:
     """The batch without its attention mask when every row is right-padded (real tokens first).
 
     Padding then only ever follows a row's real tokens, so the causal mask alone keeps every real token from seeing
-    it: the real positions' outputs are the same, no 4D mask is built, and SDPA runs its causal kernel, which skips
-    the masked half of the scores (half of attention's cost in a 200-token training batch). Padded positions get
-    outputs too; they are never scored. Any other padding keeps its mask."""
+    it: the real positions' outputs are the same, and no 4D mask is built or converted in every layer (8% of a
+    default fine-tune step on a CPU; BENCHMARKS.md). Padded positions get outputs too; they are never scored. Any
+    other padding keeps its mask."""
     mask = inputs.get("attention_mask")
     if mask is None or not bool((mask[:, 1:] <= mask[:, :-1]).all()):
         return inputs

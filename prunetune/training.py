@@ -63,7 +63,7 @@ def build_dataset(
             continue
         rows.append(row)
         articles.append(example["article_id"])
-    if share_prompts and rows:
+    if share_prompts:
         rows = shared_rows(rows, articles)
     return Dataset.from_list(rows), too_long
 
