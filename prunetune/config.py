@@ -4,6 +4,7 @@ The sections' types and ranges are in params.py."""
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from collections.abc import Callable
@@ -70,6 +71,9 @@ def run_stage(main: Callable[[], None]) -> None:
     """Run a stage's main; bad input ends in one line on stderr and exit status 1, not a traceback.
 
     With PRUNETUNE_VOCAB_GUARD set, main runs under prunetune.memguard's check on full-vocabulary tensors."""
+    # The stage's imports (torch, transformers: millions of objects) live until exit: the garbage collector need not
+    # walk them again, during the run or in its final collection at exit (0.6 s of every stage process).
+    gc.freeze()
     try:
         if os.environ.get("PRUNETUNE_VOCAB_GUARD"):
             from prunetune.memguard import guard_from_env  # torch: only when asked for

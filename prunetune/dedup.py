@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from datasketch import MinHash, MinHashLSH
+if TYPE_CHECKING:
+    from datasketch import MinHash
 
 SHINGLE_WORDS = 5
 NUM_PERM = 128  # MinHash permutations; the LSH bands are cut from them (lsh_bands)
@@ -54,6 +55,8 @@ def deduplicate(articles: list[dict[str, Any]], near_threshold: float) -> tuple[
 
     A near duplicate is dropped in favour of the kept article it is most similar to (the earliest on a tie).
     """
+    from datasketch import MinHash, MinHashLSH  # it imports scipy (0.4 s): only in the stage that deduplicates
+
     kept: list[dict] = []
     kept_shingles: list[set] = []
     seen_exact: dict[str, dict] = {}

@@ -14,9 +14,10 @@ from prunetune.metrics import (
     bertscore_info,
     constant_tags_baseline,
     majority_baseline,
-    micro_f1,
+    micro_f1_of_counts,
     normalize_label,
     rouge_scores,
+    tag_counts,
     tag_scores,
 )
 from prunetune.params import EvalParams, as_section
@@ -48,10 +49,11 @@ def score_task(
         values = [scores[name] for scores in per_example]
         metrics.update(mean_with_ci(name, values, cfg.bootstrap_resamples, cfg.seed, cfg.ci_method))
     if task == "tag_extraction":
-        metrics["micro_f1"] = micro_f1(predicted, gold)
+        counts = tag_counts(predicted, gold)
+        metrics["micro_f1"] = micro_f1_of_counts(counts)
         metrics["micro_f1_ci"] = bootstrap_ci(
             len(gold),
-            lambda idx: micro_f1([predicted[i] for i in idx], [gold[i] for i in idx]),
+            lambda idx: micro_f1_of_counts(counts[i] for i in idx),
             n_resamples=cfg.bootstrap_resamples,
             seed=cfg.seed,
             method=cfg.ci_method,

@@ -6,7 +6,7 @@ import itertools
 import os
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -170,13 +170,21 @@ def _set_f1(pred: set[str], true: set[str]) -> float:
     return 2 * len(pred & true) / (len(pred) + len(true)) if pred or true else 1.0
 
 
-def micro_f1(predicted_lists: list[list[str]], gold_lists: list[list[str]]) -> float:
-    """F1 from TP/FP/FN summed over samples, so samples with many tags weigh more than in per-sample F1."""
+def tag_counts(predicted_lists: list[list[str]], gold_lists: list[list[str]]) -> list[tuple[int, int, int]]:
+    """Each sample's (TP, FP, FN) of normalize_label'd tags: what micro F1 sums, counted once for every resample."""
     _same_length(predicted_lists, gold_lists, "predicted tag lists")
-    tp = fp = fn = 0
+    counts = []
     for predicted, gold in zip(predicted_lists, gold_lists, strict=True):
         pred, true = _tag_set(predicted), _tag_set(gold)
-        tp, fp, fn = tp + len(pred & true), fp + len(pred - true), fn + len(true - pred)
+        counts.append((len(pred & true), len(pred - true), len(true - pred)))
+    return counts
+
+
+def micro_f1_of_counts(counts: Iterable[tuple[int, int, int]]) -> float:
+    """F1 from TP/FP/FN summed over samples, so samples with many tags weigh more than in per-sample F1."""
+    tp = fp = fn = 0
+    for sample_tp, sample_fp, sample_fn in counts:
+        tp, fp, fn = tp + sample_tp, fp + sample_fp, fn + sample_fn
     return 1.0 if tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn)
 
 

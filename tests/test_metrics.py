@@ -18,11 +18,12 @@ from prunetune.metrics import (
     constant_tags_baseline,
     majority_baseline,
     mc_letter_match,
-    micro_f1,
+    micro_f1_of_counts,
     normalize_answer,
     normalize_label,
     rouge_scores,
     sentence_lines,
+    tag_counts,
     tag_scores,
 )
 from prunetune.stats import (
@@ -163,9 +164,11 @@ def test_micro_f1_differs_from_per_sample_f1():
     per_sample = np.mean([tag_scores(p, g)["f1"] for p, g in zip(predicted, gold, strict=True)])
     assert per_sample == pytest.approx(0.5)
     # micro: TP = 1, FP = 4, FN = 1 -> 2*1 / (2*1 + 4 + 1) = 2/7
-    assert micro_f1(predicted, gold) == pytest.approx(2 / 7)
-    assert micro_f1([["A "]], [["a"]]) == 1.0  # perfect
-    assert micro_f1([[]], [["a"]]) == 0.0  # TP = 0, FN = 1 -> 0
+    assert tag_counts(predicted, gold) == [(1, 0, 0), (0, 4, 1)]
+    assert micro_f1_of_counts(tag_counts(predicted, gold)) == pytest.approx(2 / 7)
+    assert micro_f1_of_counts(tag_counts([["A "]], [["a"]])) == 1.0  # perfect
+    assert micro_f1_of_counts(tag_counts([[]], [["a"]])) == 0.0  # TP = 0, FN = 1 -> 0
+    assert micro_f1_of_counts([]) == 1.0  # no tag anywhere: nothing was missed
 
 
 # ---------------------------------------------------------------- classification
