@@ -36,6 +36,22 @@ def parse_tags(text: str) -> list[str]:
     return [tag.strip() for tag in text.split("|") if tag.strip()]
 
 
+def tag_ranks(articles: list[dict[str, Any]]) -> dict[str, int]:
+    """Each tag's rank by how many of the articles carry it: 0 the most frequent, ties in alphabetical order."""
+    counts = Counter(tag.strip() for article in articles for tag in article["tags"])
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return {tag: rank for rank, (tag, _) in enumerate(ranked)}
+
+
+def order_tags(tags: list[str], ranks: dict[str, int]) -> list[str]:
+    """The tags by rank (tag_ranks); tags the ranking does not know come last, alphabetically.
+
+    Tags are a set, but a model writes them one after another: in one fixed order (most frequent first) the target
+    is a function of the set, not of how an editor happened to list it, and greedy decoding starts with the likeliest
+    tag (data.tag_order)."""
+    return sorted(tags, key=lambda tag: (ranks.get(tag, len(ranks)), tag))
+
+
 # ---------------------------------------------------------------- cleaning
 
 CONTACT_HEADER = re.compile(
@@ -135,14 +151,19 @@ def truncate_words(text: str, max_words: int | None) -> str:
 
 
 def build_examples(
-    article: dict[str, Any], types: list[str], max_content_words: int | None = None
+    article: dict[str, Any],
+    types: list[str],
+    max_content_words: int | None = None,
+    tag_ranks: dict[str, int] | None = None,
 ) -> tuple[list[dict[str, Any]], list[str]]:
-    """The article's task chats (with the stored task and article id) and the tasks it could not yield."""
+    """The article's task chats (with the stored task and article id) and the tasks it could not yield. With
+    tag_ranks the tag answer lists the tags in that order (order_tags), else as the article does."""
     content = truncate_words(article["content"], max_content_words)
+    tags = [tag.strip() for tag in article["tags"]]
     answers = {
         "summarization": article["summary"].strip(),
         "title_generation": article["title"].strip(),
-        "tag_extraction": render_tags([tag.strip() for tag in article["tags"]]),
+        "tag_extraction": render_tags(tags if tag_ranks is None else order_tags(tags, tag_ranks)),
         "type_classification": article["type"],
     }
     examples, skipped = [], []
@@ -210,12 +231,13 @@ def prepare_corpus(cfg: DataParams | dict[str, Any]) -> tuple[dict[str, list[dic
 
     splits = split_articles(kept, cfg.val_fraction, cfg.test_fraction, cfg.seed)
     types = [t for t in cfg.types if t not in excluded_types]
+    ranks = tag_ranks(splits["train"]) if cfg.tag_order == "frequency" else None  # train only: no test labels
     examples: dict[str, list[dict]] = {}
     skipped: dict[str, Counter] = {}
     for name, members in splits.items():
         examples[name], skipped[name] = [], Counter()
         for article in members:
-            built, missing = build_examples(article, types, cfg.max_content_words)
+            built, missing = build_examples(article, types, cfg.max_content_words, ranks)
             examples[name] += built
             skipped[name].update(missing)
 
@@ -241,5 +263,6 @@ def prepare_corpus(cfg: DataParams | dict[str, Any]) -> tuple[dict[str, list[dic
             for name, rows in examples.items()
         },
         "examples_skipped_empty_answer": {name: dict(sorted(c.items())) for name, c in skipped.items()},
+        "tag_order": list(ranks) if ranks is not None else "source",  # the order tag answers list tags in
     }
     return examples, report

@@ -200,6 +200,8 @@ class DataParams(Section):
     test_fraction: float = key(ge=0, lt=1)
     max_content_words: int | None = key(None, ge=1)
     near_duplicate_jaccard: float = key(gt=0, le=1)
+    # the order of tags in tag answers: frequency (by the train split's counts, most frequent first) or source
+    tag_order: Literal["frequency", "source"] = key("frequency")
     # the date Llama 3.x chat templates print in the system header (prunetune.chat passes it; else today's)
     chat_date: str = key(DEFAULT_CHAT_DATE, expect=CHAT_DATE)
     seed: int = key(ge=0)

@@ -13,10 +13,12 @@ from prunetune.data import (
     build_examples,
     clean_content,
     deduplicate,
+    order_tags,
     parse_tags,
     prepare_corpus,
     render_tags,
     split_articles,
+    tag_ranks,
 )
 from prunetune.jsonio import read_json, read_jsonl, write_jsonl
 
@@ -42,6 +44,49 @@ def test_tags_round_trip_through_the_examples(tmp_path):
     examples, _ = build_examples(article, ["Press Release"])
     tag_example = next(e for e in examples if e["task"] == "tag_extraction")
     assert parse_tags(tag_example["messages"][2]["content"]) == article["tags"]
+
+
+def test_tag_ranks_count_articles_and_break_ties_alphabetically():
+    articles = [{"tags": ["B", "A"]}, {"tags": [" A", "C"]}, {"tags": ["C", "A", "D"]}]
+    # A: 3 articles, C: 2, then B and D with 1 each (alphabetical)
+    assert tag_ranks(articles) == {"A": 0, "C": 1, "B": 2, "D": 3}
+
+
+def test_order_tags_puts_unknown_tags_last_alphabetically():
+    ranks = {"A": 0, "C": 1, "B": 2}
+    assert order_tags(["Z", "B", "Y", "A", "C"], ranks) == ["A", "C", "B", "Y", "Z"]
+    assert order_tags([], ranks) == []
+
+
+def test_tag_answer_follows_the_ranking_when_given():
+    article = make_article(1, tags=["Sustainability ", "Finance, Facts, Figures", "BMW M"])
+    ranks = {"BMW M": 0, "Sustainability": 1}
+
+    def tag_answer(**kwargs):
+        examples, _ = build_examples(article, ["Press Release"], **kwargs)
+        return next(e for e in examples if e["task"] == "tag_extraction")["messages"][2]["content"]
+
+    assert tag_answer(tag_ranks=ranks) == "BMW M | Sustainability | Finance, Facts, Figures"
+    assert tag_answer() == "Sustainability | Finance, Facts, Figures | BMW M"  # as the article lists them
+
+
+@pytest.mark.parametrize("tag_order", ["frequency", "source"])
+def test_tag_order_is_ranked_on_the_train_split_only(tmp_path, tag_order):
+    # every article lists "Rare" before "Common"; one article's "Only Here" tag ranks only if it lands in train
+    articles = [make_article(i, tags=["Rare", "Common"] if i % 3 == 0 else ["Common"]) for i in range(20)]
+    articles[7]["tags"] = ["Only Here", "Common"]
+    examples, report = prepare_corpus(data_cfg(write_corpus(tmp_path / "a.jsonl", articles), tag_order=tag_order))
+    train_articles = {e["article_id"] for e in examples["train"]}
+    answers = {e["messages"][2]["content"] for rows in examples.values() for e in rows if e["task"] == "tag_extraction"}
+    if tag_order == "source":
+        assert report["tag_order"] == "source"
+        assert "Rare | Common" in answers
+        return
+    in_train = [a for a in articles if article_id(a) in train_articles]
+    assert report["tag_order"] == list(tag_ranks(in_train))
+    assert report["tag_order"][0] == "Common"
+    assert ("Only Here" in report["tag_order"]) == (article_id(articles[7]) in train_articles)
+    assert "Common | Rare" in answers and "Rare | Common" not in answers
 
 
 # ---------------------------------------------------------------- validation
