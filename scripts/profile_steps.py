@@ -1,0 +1,106 @@
+"""Where a training step of the default run spends its time: the tiny base's two kinds of pre-training step and one
+fine-tune step on shared-prompt rows, each timed (median of --steps) and profiled (the busiest operators).
+
+Reads models/base and data/processed (run `dvc repro` first) and params.yaml; trains nothing it keeps. Used to plan
+the default's time budget (issue #13; BENCHMARKS.md, "The default pipeline's time").
+
+    .venv/bin/python scripts/profile_steps.py --steps 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from peft import get_peft_model
+from torch.profiler import ProfilerActivity, profile
+
+from prunetune.config import run_stage
+from prunetune.data import article_content, article_texts
+from prunetune.generation import output_head
+from prunetune.jsonio import read_jsonl
+from prunetune.models import load_model
+from prunetune.packing import collate
+from prunetune.params import DataParams, LoraParams, ModelParams, TrainParams, load_section
+from prunetune.tiny import build_model, random_windows, token_stream
+from prunetune.trainers import answer_hidden_states, answer_token_terms, example_mean_nll
+from prunetune.training import build_dataset, lora_config
+from prunetune.warmup import instruction_batch, tokenize_answers, warmup_chats
+
+
+def timed(step: Callable[[], None], steps: int) -> tuple[float, str]:
+    """Median seconds of a step after two untimed ones, and the profiler's table of three more."""
+    for _ in range(2):
+        step()
+    times = []
+    for _ in range(steps):
+        started = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - started)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(3):
+            step()
+    return statistics.median(times), prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=8)
+
+
+def optimizer_step(model: torch.nn.Module, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=10, help="timed steps of each kind")
+    args = parser.parse_args()
+    cfg, date_string = load_section(ModelParams).tiny, load_section(DataParams).chat_date
+    train_cfg = load_section(TrainParams)
+    examples = read_jsonl(Path("data/processed/train.jsonl"))
+    base, tokenizer = load_model(Path("models/base"))
+    generator = torch.Generator().manual_seed(0)
+
+    model = build_model(tokenizer, cfg).train()  # pre-training steps: a fresh model, as the base stage starts
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate)
+    stream = token_stream(tokenizer, article_texts(examples))
+    contents = list({e["article_id"]: article_content(e) for e in examples}.values())
+    chats, _ = tokenize_answers(tokenizer, warmup_chats(contents), cfg.instruction_seq_len, date_string)
+
+    def text_step() -> None:
+        batch = random_windows(stream, cfg.batch_size, cfg.seq_len, generator)
+        optimizer_step(model, model(input_ids=batch, labels=batch).loss, optimizer)
+
+    def instruction_step() -> None:
+        batch = instruction_batch(chats, cfg.batch_size, tokenizer.pad_token_id, generator)
+        optimizer_step(model, model(**batch).loss, optimizer)
+
+    peft_model = get_peft_model(base, lora_config(load_section(LoraParams))).train()
+    lora_optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=1e-4)
+    rows, _ = build_dataset(examples, tokenizer, train_cfg.max_seq_length, date_string, train_cfg.share_prompts)
+    size = train_cfg.batch_size
+    batches = itertools.cycle(
+        collate(rows.select(range(start, start + size)).to_list(), tokenizer.pad_token_id)
+        for start in range(0, len(rows) - size + 1, size)
+    )
+
+    def finetune_step() -> None:
+        batch = next(batches)
+        hidden, answer = answer_hidden_states(peft_model, batch)
+        terms = answer_token_terms(output_head(peft_model)[1], hidden, answer.targets)
+        optimizer_step(peft_model, example_mean_nll(terms[:, 0], answer.rows), lora_optimizer)
+
+    for name, step in (
+        ("base: text", text_step),
+        ("base: instruction chats", instruction_step),
+        ("fine-tune: LoRA on shared rows", finetune_step),
+    ):
+        seconds, table = timed(step, args.steps)
+        print(f"\n## {name}: {seconds:.3f} s a step (median of {args.steps})\n{table}")
+
+
+if __name__ == "__main__":
+    run_stage(main)
