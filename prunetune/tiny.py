@@ -17,7 +17,7 @@ from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTra
 from prunetune.chat import DEFAULT_CHAT_DATE
 from prunetune.data import article_content, article_texts
 from prunetune.params import TinyParams, as_section
-from prunetune.warmup import instruction_batch, tokenize_answers, warmup_chats
+from prunetune.warmup import answer_loss, instruction_batch, tokenize_answers, warmup_chats
 
 BOS, EOT, EOS, PAD = "<|begin_of_text|>", "<|eot_id|>", "<|end_of_text|>", "<|finetune_right_pad_id|>"
 SPECIAL_TOKENS = [BOS, EOS, "<|start_header_id|>", "<|end_header_id|>", EOT, PAD]
@@ -217,7 +217,7 @@ def pretrain(
     losses = []
     for _ in tqdm(range(steps), desc="pre-training tiny model", disable=not show_progress):
         if is_instruction_step(len(losses), fraction):
-            loss = model(**instruction_batch(instructions, cfg.batch_size, pad_id, generator)).loss
+            loss = answer_loss(model, instruction_batch(instructions, cfg.batch_size, pad_id, generator))
         else:
             batch = random_windows(stream, cfg.batch_size, cfg.seq_len, generator)
             loss = model(input_ids=batch, labels=batch).loss

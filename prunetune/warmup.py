@@ -14,9 +14,11 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from prunetune.chat import DEFAULT_CHAT_DATE, IGNORE_INDEX, tokenize_chat
 from prunetune.data import SYSTEM_PROMPT
+from prunetune.generation import AnswerTokens, output_head, without_padding_mask
 
 
 def _dateline(content: str) -> str:
@@ -87,3 +89,14 @@ def instruction_batch(
         labels[row, : len(ids)] = torch.tensor(answer)
         attention_mask[row, : len(ids)] = 1
     return {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}
+
+
+def answer_loss(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The mean NLL of the batch's answer tokens, as model(**batch).loss gives it, with the LM head and its
+    log-softmax run only where an answer token is predicted: 6% of a warm-up batch's positions (the rest is prompt
+    and padding), and a quarter of the step's time when they ran everywhere (BENCHMARKS.md)."""
+    decoder, head = output_head(model)
+    inputs = without_padding_mask({"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]})
+    hidden = decoder(**inputs, use_cache=False).last_hidden_state
+    answer = AnswerTokens.of(batch["labels"])
+    return F.cross_entropy(head(hidden[answer.keep]).float(), answer.targets)

@@ -30,7 +30,7 @@ from prunetune.params import DataParams, LoraParams, ModelParams, TrainParams, l
 from prunetune.tiny import build_model, random_windows, token_stream
 from prunetune.trainers import answer_hidden_states, answer_token_terms, example_mean_nll
 from prunetune.training import build_dataset, lora_config
-from prunetune.warmup import instruction_batch, tokenize_answers, warmup_chats
+from prunetune.warmup import answer_loss, instruction_batch, tokenize_answers, warmup_chats
 
 
 def timed(step: Callable[[], None], steps: int) -> tuple[float, str]:
@@ -76,7 +76,7 @@ def main() -> None:
 
     def instruction_step() -> None:
         batch = instruction_batch(chats, cfg.batch_size, tokenizer.pad_token_id, generator)
-        optimizer_step(model, model(**batch).loss, optimizer)
+        optimizer_step(model, answer_loss(model, batch), optimizer)
 
     peft_model = get_peft_model(base, lora_config(load_section(LoraParams))).train()
     lora_optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=1e-4)

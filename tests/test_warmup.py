@@ -4,7 +4,7 @@ import torch
 from prunetune.data import TASK_INSTRUCTIONS
 from prunetune.tiny import is_instruction_step
 from prunetune.trainers import example_mean_nll
-from prunetune.warmup import WARMUP_TASKS, instruction_batch, tokenize_answers, warmup_chats
+from prunetune.warmup import WARMUP_TASKS, answer_loss, instruction_batch, tokenize_answers, warmup_chats
 
 ARTICLE = "Leipzig. The plant builds the MINI Countryman. It employs 5,000 people.\n\nProduction runs in three shifts."
 
@@ -66,3 +66,21 @@ def test_a_chat_longer_than_the_window_is_cut_from_the_left_and_counted(tiny_mod
     assert (whole_cut, short_cut) == (0, 3)
     for (ids, labels), (short_ids, short_labels) in zip(whole, short, strict=True):
         assert short_ids == ids[-12:] and short_labels == labels[-12:]  # the answer and its end-of-turn are kept
+
+
+def test_answer_loss_is_the_models_own_loss_and_gradient(tiny_model):
+    model, tokenizer = tiny_model
+    rows, _ = tokenize_answers(tokenizer, warmup_chats([ARTICLE, ARTICLE.replace("Leipzig", "Spartanburg")]), 512)
+    batch = instruction_batch(rows, 4, tokenizer.pad_token_id, torch.Generator().manual_seed(0))
+    assert (batch["attention_mask"] == 0).any()  # rows of unequal length: padding the answer loss must not score
+    gradients = []
+    for loss_of in (lambda: model(**batch).loss, lambda: answer_loss(model, batch)):
+        model.zero_grad()
+        loss = loss_of()
+        loss.backward()
+        gradients.append((loss.item(), [p.grad.clone() for p in model.parameters()]))
+    (full_loss, full_grads), (answer_only_loss, answer_only_grads) = gradients
+    assert answer_only_loss == pytest.approx(full_loss, rel=1e-5)
+    for full, answer_only in zip(full_grads, answer_only_grads, strict=True):
+        torch.testing.assert_close(answer_only, full, rtol=1e-4, atol=1e-6)
+    model.zero_grad(set_to_none=True)  # the fixture is shared
