@@ -231,6 +231,17 @@ def pretrain(
     return losses
 
 
+def pretraining_inputs(
+    tokenizer: PreTrainedTokenizerFast, train_examples: list[dict[str, Any]], cfg: TinyParams, date_string: str
+) -> tuple[torch.Tensor, list[tuple[list, list]], int]:
+    """What pretrain reads: the train articles as one token stream, the warm-up chats tokenized (answer tokens
+    labelled), and how many chats were cut to model.tiny.instruction_seq_len."""
+    stream = token_stream(tokenizer, article_texts(train_examples))
+    contents = list({e["article_id"]: article_content(e) for e in train_examples}.values())
+    instructions, cut = tokenize_answers(tokenizer, warmup_chats(contents), cfg.instruction_seq_len, date_string)
+    return stream, instructions, cut
+
+
 def build_tiny_base(
     train_examples: list[dict[str, Any]], cfg: TinyParams | dict[str, Any], date_string: str = DEFAULT_CHAT_DATE
 ) -> tuple[Any, Any, dict[str, Any]]:
@@ -246,10 +257,7 @@ def build_tiny_base(
         LLAMA3_CONTEXT if cfg.rope == "llama3" else 2048,
     )
     model = build_model(tokenizer, cfg)
-    stream = token_stream(tokenizer, article_texts(train_examples))
-    contents = list({e["article_id"]: article_content(e) for e in train_examples}.values())
-    chats = warmup_chats(contents)
-    instructions, instructions_cut = tokenize_answers(tokenizer, chats, cfg.instruction_seq_len, date_string)
+    stream, instructions, instructions_cut = pretraining_inputs(tokenizer, train_examples, cfg, date_string)
     trained = cfg.pretrain_steps > 0  # 0: a random-init model (the real shapes' smoke); no perplexity to compare
     perplexity_before = stream_perplexity(model, stream, cfg.seq_len) if trained else None
     losses = pretrain(model, stream, cfg, instructions=instructions, pad_id=tokenizer.pad_token_id)

@@ -21,16 +21,15 @@ from peft import get_peft_model
 from torch.profiler import ProfilerActivity, profile
 
 from prunetune.config import run_stage
-from prunetune.data import article_content, article_texts
 from prunetune.generation import output_head
 from prunetune.jsonio import read_jsonl
 from prunetune.models import load_model
 from prunetune.packing import collate
 from prunetune.params import DataParams, LoraParams, ModelParams, TrainParams, load_section
-from prunetune.tiny import build_model, random_windows, token_stream
+from prunetune.tiny import build_model, pretraining_inputs, random_windows
 from prunetune.trainers import answer_hidden_states, answer_token_terms, example_mean_nll
 from prunetune.training import build_dataset, lora_config
-from prunetune.warmup import answer_loss, instruction_batch, tokenize_answers, warmup_chats
+from prunetune.warmup import answer_loss, instruction_batch
 
 
 def timed(step: Callable[[], None], steps: int) -> tuple[float, str]:
@@ -66,9 +65,7 @@ def main() -> None:
 
     model = build_model(tokenizer, cfg).train()  # pre-training steps: a fresh model, as the base stage starts
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate)
-    stream = token_stream(tokenizer, article_texts(examples))
-    contents = list({e["article_id"]: article_content(e) for e in examples}.values())
-    chats, _ = tokenize_answers(tokenizer, warmup_chats(contents), cfg.instruction_seq_len, date_string)
+    stream, chats, _ = pretraining_inputs(tokenizer, examples, cfg, date_string)
 
     def text_step() -> None:
         batch = random_windows(stream, cfg.batch_size, cfg.seq_len, generator)
