@@ -97,6 +97,7 @@ def test_nested_keys_and_sections_are_checked_too(tmp_path):
         ("lora", "target_modules", [], "lora.target_modules must be a non-empty list of strings, got []"),
         ("data", "seed", "x", "data.seed must be an integer >= 0, got 'x'"),
         ("data", "types", "Press Release", "data.types must be a non-empty list of strings, got 'Press Release'"),
+        ("data", "tag_order", "alphabetical", "data.tag_order must be one of frequency, source; got 'alphabetical'"),
         ("eval", "ci_method", "normal", "eval.ci_method must be one of percentile, bca; got 'normal'"),
         ("speed", "repeats", None, "speed.repeats must be an integer >= 1, got None"),
         ("qa", "bootstrap_resamples", 10, "qa.bootstrap_resamples must be an integer >= 100, got 10"),
