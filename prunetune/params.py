@@ -24,7 +24,9 @@ from prunetune.config import PARAMS_FILE, PrunetuneError, load_params
 
 RULE_METHODS = ("last", "tail", "indices")
 MEASURED_METHODS = ("block_influence", "angular")  # pick the layers from a calibration pass
-PRUNE_METHODS = RULE_METHODS + MEASURED_METHODS
+SWEEP_METHOD = "val_sweep"  # the depth and criterion the prune_sweep stage chose on the val split
+PRUNE_METHODS = RULE_METHODS + MEASURED_METHODS + (SWEEP_METHOD,)
+SWEEP_CRITERIA = ("tail", *MEASURED_METHODS)  # what prune.sweep_methods may list (tail with 1 layer is `last`)
 S = TypeVar("S", bound="Section")
 HUB_DATASET = "null or a hub dataset id such as 'owner/name' or 'owner/name@revision'"
 # Llama 3.x templates fall back to this date when neither date_string nor strftime_now is available.
@@ -251,7 +253,7 @@ class TinyParams(Section):
 @dataclass(frozen=True, kw_only=True)
 class ModelParams(Section):
     NAME = "model"
-    name: str = key(expect="'tiny', a hub id or a local directory")
+    name: str = key(expect="'tiny', a hub id, a local directory, a .gguf file or PACKAGE:FILE.gguf")
     revision: str | None = key(None)
     # the dtype every stage loads the models in; auto: bf16 on a GPU that has it, else float32. The base stage
     # records a non-auto choice in the model's meta, which every derived model inherits.
@@ -269,8 +271,14 @@ class PruneParams(Section):
     calibration_max_tokens: int = key(ge=2)
     calibration_batch_size: int = key(ge=1)
     seed: int = key(ge=0)
+    # the prune_sweep stage scores every depth x criterion on val; method val_sweep takes its choice
+    sweep_depths: tuple[int, ...] = key((1,), ge=1, min_items=1, optional=True)
+    sweep_methods: tuple[str, ...] = key(("tail",), min_items=1, optional=True)
 
     def check(self) -> None:
+        unknown = [m for m in self.sweep_methods if m not in SWEEP_CRITERIA]
+        if unknown:
+            raise Invalid("sweep_methods", f"items must be among {', '.join(SWEEP_CRITERIA)}; got {unknown}")
         if self.method in ("tail", *MEASURED_METHODS) and self.n_layers is None:
             raise Invalid("n_layers", f"must be an integer >= 1 for method {self.method}, got None")
         if self.method == "indices":
@@ -281,6 +289,11 @@ class PruneParams(Section):
 
     def check_layers(self, num_layers: int, file: str = PARAMS_FILE) -> None:
         """What needs the model's layer count: run before the model is loaded or measured."""
+        if max(self.sweep_depths) >= num_layers:
+            raise PrunetuneError(
+                f"{file}: prune.sweep_depths must stay below the model's {num_layers} layers, "
+                f"got {list(self.sweep_depths)}"
+            )
         if self.method in ("tail", *MEASURED_METHODS) and self.n_layers >= num_layers:
             raise PrunetuneError(
                 f"{file}: prune.n_layers must be below the model's {num_layers} layers (removing every layer leaves "

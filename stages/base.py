@@ -1,10 +1,12 @@
-"""base stage: build the embedded tiny model, or pin a hub / local model, into OUT_DIR (models/base).
+"""base stage: build the embedded tiny model, convert a GGUF file, or pin a hub / local model, into OUT_DIR
+(models/base).
 
 python stages/base.py TRAIN_SPLIT OUT_DIR METRICS
 """
 
 from pathlib import Path
 
+from prunetune import gguf
 from prunetune.config import PrunetuneError, run_stage, stage_args
 from prunetune.jsonio import read_jsonl, write_json
 from prunetune.models import DTYPES, is_hub_id, load_model, missing_local_dir, resolve_hub_snapshot, save_model
@@ -19,6 +21,9 @@ def main() -> None:
     if name == "tiny":
         model, tokenizer, report = build_tiny_base(read_jsonl(train_split), cfg.tiny, date_string)
         meta = {"source": "tiny", "tiny": cfg.tiny.to_dict()}
+    elif gguf.is_gguf_name(name):
+        model, tokenizer, report = gguf.convert_with_provenance(name)
+        meta = {"source": name, "gguf": report["gguf"]}
     else:
         if reason := missing_local_dir(name):
             raise PrunetuneError(f"model.name: {name}: local model directory not found ({reason}); fix the path")

@@ -1,18 +1,20 @@
 """prune stage: BASE_DIR -> OUT_DIR (a standalone HF model) + METRICS (every layer scored).
 
-    python stages/prune.py BASE_DIR TRAIN_SPLIT OUT_DIR METRICS
+    python stages/prune.py BASE_DIR TRAIN_SPLIT SWEEP OUT_DIR METRICS
 
-Calibration texts come from the train split only.
+Calibration texts come from the train split only; prune.method val_sweep takes the depth and criterion that the
+prune_sweep stage chose on the val split (SWEEP, metrics/prune_sweep.json).
 """
 
+import dataclasses
 from pathlib import Path
 
 from transformers import AutoConfig
 
 from prunetune.config import run_stage, stage_args
-from prunetune.jsonio import read_jsonl, write_json
+from prunetune.jsonio import read_json, read_jsonl, write_json
 from prunetune.models import check_causal_lm_dir, count_parameters, load_model, read_meta, save_model
-from prunetune.params import PruneParams, load_section
+from prunetune.params import SWEEP_METHOD, PruneParams, load_section
 from prunetune.pruning import (
     calibration_texts,
     measure_layers,
@@ -22,10 +24,14 @@ from prunetune.pruning import (
 
 
 def main() -> None:
-    base_dir, train_split, out_dir, metrics_file = map(
-        Path, stage_args("BASE_DIR", "TRAIN_SPLIT", "OUT_DIR", "METRICS")
+    base_dir, train_split, sweep_file, out_dir, metrics_file = map(
+        Path, stage_args("BASE_DIR", "TRAIN_SPLIT", "SWEEP", "OUT_DIR", "METRICS")
     )
     cfg = load_section(PruneParams)
+    chosen_on_val = cfg.method == SWEEP_METHOD
+    if chosen_on_val:
+        chosen = read_json(sweep_file)["chosen"]
+        cfg = dataclasses.replace(cfg, method=chosen["method"], n_layers=chosen["n_layers"])
     check_causal_lm_dir(base_dir, param=str(base_dir))
     layers_before = AutoConfig.from_pretrained(base_dir).num_hidden_layers
     cfg.check_layers(layers_before)
@@ -40,6 +46,7 @@ def main() -> None:
     save_model(model, tokenizer, out_dir, {**read_meta(base_dir), "removed_layers": removed_layers})
     metrics = {
         "method": cfg.method,
+        "chosen_on_val": chosen_on_val,
         "removed_layers": removed_layers,
         "layers_before": layers_before,
         "layers_after": layers_before - len(removed_layers),

@@ -101,8 +101,13 @@ def test_nested_keys_and_sections_are_checked_too(tmp_path):
         ("eval", "ci_method", "normal", "eval.ci_method must be one of percentile, bca; got 'normal'"),
         ("speed", "repeats", None, "speed.repeats must be an integer >= 1, got None"),
         ("qa", "bootstrap_resamples", 10, "qa.bootstrap_resamples must be an integer >= 100, got 10"),
-        ("prune", "method", "middle", "prune.method must be one of last, tail, indices, block_influence, angular;"),
-        ("model", "name", "", "model.name must be 'tiny', a hub id or a local directory, got ''"),
+        ("prune", "method", "middle", "prune.method must be one of last, tail, indices, block_influence, angular, "),
+        (
+            "model",
+            "name",
+            "",
+            "model.name must be 'tiny', a hub id, a local directory, a .gguf file or PACKAGE:FILE.gguf, got ''",
+        ),
     ],
 )
 def test_every_key_is_typed_and_ranged(tmp_path, section, key, value, message):
