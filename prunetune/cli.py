@@ -146,7 +146,7 @@ def study(args: argparse.Namespace) -> None:
     from prunetune.study import study_command
 
     def launch() -> None:
-        command = study_command(args.config, args.name, Path("."), args.force)
+        command = study_command(args.config, args.name, Path("."), args.force, args.set or [])
         if args.dry_run:
             print(shlex.join(command))
             return
@@ -258,6 +258,9 @@ def main(argv: list[str] | None = None) -> None:
     studying.add_argument("-n", "--name", help="experiment name (default: the config's file name)")
     studying.add_argument("-f", "--force", action="store_true", help="replace an experiment of the same name")
     studying.add_argument("--dry-run", action="store_true", help="check, print the dvc command, run nothing")
+    studying.add_argument(
+        "-S", "--set", action="append", metavar="KEY=VALUE", help="override one value of the config (e.g. train.seed=1)"
+    )
     studying.set_defaults(run=study)
     smoking = commands.add_parser("smoke", help="run every stage on the real study's shapes on this machine")
     smoking.add_argument("--config", type=Path, default=Path("configs/smoke-real-shapes.yaml"), help="%(default)s")

@@ -144,11 +144,29 @@ def copy_paths(source: Path | None, root: Path) -> list[str]:
     return [str(top)]
 
 
+def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """The config with `section.key=value` overrides (values parsed as YAML) set; a key the config lacks is refused."""
+    for override in overrides:
+        dotted, sep, text = override.partition("=")
+        *parents, leaf = dotted.split(".")
+        node = config
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not sep or not isinstance(node, dict) or leaf not in node:
+            raise PrunetuneError(f"study -S {override}: expected SECTION.KEY=VALUE naming a key of the config")
+        node[leaf] = yaml.safe_load(text)
+    return config
+
+
 def study_command(
-    config_path: str | Path, name: str | None = None, root: Path = Path("."), force: bool = False
+    config_path: str | Path,
+    name: str | None = None,
+    root: Path = Path("."),
+    force: bool = False,
+    overrides: list[str] | None = None,
 ) -> list[str]:
     """The checked `dvc exp run` command for a config (raises PrunetuneError first when it cannot run)."""
-    config = load_config(config_path)
+    config = apply_overrides(load_config(config_path), overrides or [])
     source = check_corpus(config, config_path)
     check_model(config)
     command = ["dvc", "exp", "run", "--temp", "-n", name or Path(config_path).stem]
