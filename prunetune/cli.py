@@ -155,6 +155,33 @@ def study(args: argparse.Namespace) -> None:
     run_stage(launch)
 
 
+def study_record(args: argparse.Namespace) -> None:
+    """A finished study experiment's files copied into studies/<config>/<experiment>/ on main."""
+    from prunetune.config import run_stage
+    from prunetune.studyrecord import record
+
+    def copy() -> None:
+        for name in args.experiments:
+            out_dir = Path(args.out) / name
+            paths = record(name, out_dir)
+            print(f"study-record: {name} -> {out_dir} ({len(paths)} files)")
+
+    run_stage(copy)
+
+
+def study_diff(args: argparse.Namespace) -> None:
+    """A recorded study's metrics beside the workspace's (the default's), as `dvc metrics diff` prints them."""
+    from prunetune.config import run_stage
+    from prunetune.studyrecord import diff_rows, diff_table
+
+    def show() -> None:
+        study = Path(args.study)
+        rows = diff_rows(Path("."), study, args.only)
+        print(diff_table(rows, "default", study.name))
+
+    run_stage(show)
+
+
 def smoke(args: argparse.Namespace) -> None:
     """Every stage on the real study's shapes (configs/smoke-real-shapes.yaml), each timed and its peak RSS taken."""
     import json
@@ -262,6 +289,14 @@ def main(argv: list[str] | None = None) -> None:
         "-S", "--set", action="append", metavar="KEY=VALUE", help="override one value of the config (e.g. train.seed=1)"
     )
     studying.set_defaults(run=study)
+    recording = commands.add_parser("study-record", help="copy finished study experiments into studies/ on main")
+    recording.add_argument("experiments", nargs="+", help="experiment names (e.g. smollm2-135m smollm2-135m-s1)")
+    recording.add_argument("--out", required=True, help="the study's folder, e.g. studies/smollm2-135m")
+    recording.set_defaults(run=study_record)
+    differ = commands.add_parser("study-diff", help="a recorded study's metrics beside the default's")
+    differ.add_argument("study", help="a recorded experiment, e.g. studies/smollm2-135m/smollm2-135m")
+    differ.add_argument("--only", help="only metrics files whose path contains this (e.g. comparison)")
+    differ.set_defaults(run=study_diff)
     smoking = commands.add_parser("smoke", help="run every stage on the real study's shapes on this machine")
     smoking.add_argument("--config", type=Path, default=Path("configs/smoke-real-shapes.yaml"), help="%(default)s")
     smoking.add_argument(
