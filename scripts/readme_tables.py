@@ -9,8 +9,20 @@ The sentences under the tables are written by hand from reports/seeds/seeds.md: 
 
 from pathlib import Path
 
+from prunetune.headline import headline_lines
+
 README = Path("README.md")
 SOURCES = (Path("reports/comparison.md"), Path("reports/seeds/seeds.md"))
+STUDY = Path("studies/smollm2-135m")  # the real-model study's record: the README's first screen
+HEADLINE_START, HEADLINE_END = "<!-- study-headline: scripts/readme_tables.py -->", "<!-- /study-headline -->"
+
+
+def fill_block(text: str, start: str, end: str, lines: list[str]) -> str:
+    """text with the lines between the start and end marker lines replaced."""
+    head, found, rest = text.partition(start + "\n")
+    if not found or end not in rest:
+        raise SystemExit(f"README.md: markers {start} ... {end} not found")
+    return head + start + "\n" + "\n".join(lines) + "\n" + rest[rest.index(end) :]
 
 
 def tables(text: str) -> list[list[str]]:
@@ -39,7 +51,8 @@ def main() -> None:
             index += 1
         out.extend(table)
         replaced += 1
-    README.write_text("\n".join(out) + "\n")
+    text = fill_block("\n".join(out) + "\n", HEADLINE_START, HEADLINE_END, headline_lines(STUDY))
+    README.write_text(text)
     print(f"README.md: {replaced} tables replaced from {', '.join(map(str, SOURCES))}")
 
 

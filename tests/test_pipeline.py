@@ -57,7 +57,7 @@ def repo(tmp_path_factory):
 def test_repro_runs_every_stage_and_writes_the_outputs(repo):
     path, _, log = repo
     variants = ("base_full", "base_pruned", "ft_full", "ft_pruned")
-    stages = ("split", "base", "prune", "finetune_full", "finetune_pruned")
+    stages = ("split", "base", "prune_sweep", "prune", "finetune_full", "finetune_pruned")
     per_variant = (*(f"eval@{v}" for v in variants), *(f"qa@{v}" for v in variants))
     for stage in (*stages, *per_variant, "speed@base", "speed@ft", "compare", "plot"):
         assert f"Running stage '{stage}'" in log
@@ -66,6 +66,8 @@ def test_repro_runs_every_stage_and_writes_the_outputs(repo):
     assert AutoConfig.from_pretrained(path / "models/base").num_hidden_layers == 16
     assert AutoConfig.from_pretrained(path / "models/pruned").num_hidden_layers == 15
     assert json.loads((path / "metrics/prune.json").read_text())["removed_layers"] == [15]
+    sweep = json.loads((path / "metrics/prune_sweep.json").read_text())
+    assert len(sweep["candidates"]) == 9 and sweep["val_articles"] == report["articles_per_split"]["val"]["total"]
     for variant, layers in (("full", 16), ("pruned", 15)):
         assert AutoConfig.from_pretrained(path / f"models/ft_{variant}").num_hidden_layers == layers
         summary = json.loads((path / f"metrics/train/{variant}/metrics.json").read_text())
@@ -174,6 +176,7 @@ def test_real_study_config_sets_every_param_and_passes_the_checks():
     from prunetune.params import load_all
 
     default = yaml.safe_load((ROOT / "params.yaml").read_text())
-    study = yaml.safe_load((ROOT / "configs/llama-3.2-1b.yaml").read_text())
-    assert key_paths(study) == key_paths(default)
-    load_all(ROOT / "configs/llama-3.2-1b.yaml")["prune"].check_layers(16)
+    for config, layers in (("llama-3.2-1b", 16), ("smollm2-135m", 30)):
+        study = yaml.safe_load((ROOT / f"configs/{config}.yaml").read_text())
+        assert key_paths(study) - {"model.dtype"} == key_paths(default)  # model.dtype: optional, absent = auto
+        load_all(ROOT / f"configs/{config}.yaml")["prune"].check_layers(layers)
