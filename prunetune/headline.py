@@ -87,6 +87,7 @@ def headline_lines(study: Path, n_resamples: int = 2000, seed: int = 0) -> list[
     removed, layers = prune["removed_layers"], prune["layers_before"]
     remaining = "; ".join(f"seed {s}: {ratio(f['remaining'])}" for s, (_, f) in zip(seeds, per_seed, strict=True))
     recovered = "; ".join(f"seed {s}: {share(f['recovered'])}" for s, (_, f) in zip(seeds, per_seed, strict=True))
+    table = first_table((first / "reports" / "comparison.md").read_text())
     return [
         f"- **Pruning cost:** removing {len(removed)} of SmolLM2-135M-Instruct's {layers} layers ({prune['method']}, "
         f"layers {removed}, chosen on val) multiplies test answer perplexity by {ratio(cost)} "
@@ -95,4 +96,17 @@ def headline_lines(study: Path, n_resamples: int = 2000, seed: int = 0) -> list[
         f"{remaining}: healing recovers {recovered} of the log-perplexity cost.",
         f"- **What it buys:** {100 * prune['params_removed_fraction']:.1f}% fewer parameters; batch-1 decode "
         f"×{speed['decode_speedup_b1']:.2f} on this CPU (FLOP-ratio ideal ×{speed['ideal_speedup']:.2f}).",
+        "",
+        f"The four variants of seed {seeds[0]} on the test split (`{first}/reports/comparison.md`; every seed's "
+        "record holds its own):",
+        "",
+        *table,
     ]
+
+
+def first_table(markdown: str) -> list[str]:
+    """The first Markdown table in a report: its run of lines that start with '|'."""
+    lines = markdown.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    return lines[start:end]

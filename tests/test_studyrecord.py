@@ -90,3 +90,30 @@ def test_healing_figures_on_a_hand_worked_record(tmp_path):
     assert figures["recovered"]["value"] == pytest.approx(0.75)  # 1 - 0.25 / 1.0
     assert figures["fine_tuning_full"]["value"] == pytest.approx(-0.5)
     assert figures["articles"] == 2
+
+
+def load_readme_tables():
+    import importlib.util
+
+    from conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("readme_tables", ROOT / "scripts/readme_tables.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module, ROOT
+
+
+def block(text: str, start: str, end: str) -> list[str]:
+    return text.split(start + "\n", 1)[1].split(end, 1)[0].rstrip("\n").split("\n")
+
+
+def test_readme_headline_and_benchmarks_section_are_generated_from_the_committed_reports(monkeypatch):
+    tables, root = load_readme_tables()
+    monkeypatch.chdir(root)
+    readme, benchmarks = (root / "README.md").read_text(), (root / "BENCHMARKS.md").read_text()
+    headline = tables.headline_lines(tables.STUDY)
+    assert block(readme, tables.HEADLINE_START, tables.HEADLINE_END) == headline
+    assert block(benchmarks, tables.REAL_START, tables.REAL_END) == tables.real_model_lines()
+    # a figure typed over by hand is caught: plant one change and the comparison fails
+    planted = readme.replace(headline[0], headline[0].replace("×", "x", 1))
+    assert block(planted, tables.HEADLINE_START, tables.HEADLINE_END) != headline
