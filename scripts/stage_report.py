@@ -41,6 +41,15 @@ def main() -> None:
     parser.add_argument("--cwd-contains", default="", help="keep the processes whose working directory has this")
     parser.add_argument("--after", type=float, default=0, help="keep processes started after this Unix time")
     parser.add_argument("--before", type=float, default=float("inf"), help="... and before this one")
+    parser.add_argument(
+        "--pause",
+        type=float,
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("START", "END"),
+        help="Unix times between which the run was stopped (kill -STOP) for another measurement: not counted",
+    )
     parser.add_argument("--label", required=True)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
@@ -55,7 +64,15 @@ def main() -> None:
         ),
         "commit": commit,
         "stages": [
-            {"stage": stage_name(r["stage"], r["args"]), "wall_s": r["wall_s"], "peak_rss_mb": round(r["peak_rss_mb"])}
+            {
+                "stage": stage_name(r["stage"], r["args"]),
+                "wall_s": round(
+                    r["wall_s"]
+                    - sum(max(0, min(end, r["last"]) - max(start, r["start"])) for start, end in args.pause),
+                    1,
+                ),
+                "peak_rss_mb": round(r["peak_rss_mb"]),
+            }
             for r in sorted(kept, key=lambda r: r["start"])
         ],
     }
