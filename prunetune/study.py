@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from prunetune.config import PrunetuneError
+from prunetune.params import load_all
 
 COLLECT_HINT = "prunetune collect --limit 2000 --out {source}"
 
@@ -130,6 +131,11 @@ def copy_paths(source: Path | None, root: Path) -> list[str]:
     tracked file (DVC cannot create a missing parent), or the file itself; nothing for a tracked file."""
     if source is None:
         return []
+    if not source.resolve().is_relative_to(root.resolve()):
+        raise PrunetuneError(
+            f"data.source: {source} is outside the repository ({root.resolve()}); the experiment's copy can only "
+            "track a corpus inside it: move or copy it under data/ and point data.source there"
+        )
     relative = source.resolve().relative_to(root.resolve())
 
     def tracked(path: Path) -> bool:
@@ -149,6 +155,7 @@ def study_command(
 ) -> list[str]:
     """The checked `dvc exp run` command for a config (raises PrunetuneError first when it cannot run)."""
     config = load_config(config_path)
+    load_all(config_path)  # every section typed and ranged, as each stage will check it (and as smoke does)
     source = check_corpus(config, config_path)
     check_model(config)
     command = ["dvc", "exp", "run", "--temp", "-n", name or Path(config_path).stem]
