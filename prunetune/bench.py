@@ -75,7 +75,10 @@ def run_bench(
     if threads is not None:
         torch.set_num_threads(threads)  # 1 on a shared CPU: OpenMP threads wait on each other when a core is taken
     params = load_all(params_path)
-    device = torch.device(device_name) if device_name else pick_device()
+    try:
+        device = torch.device(device_name) if device_name else pick_device()
+    except RuntimeError:  # torch's own message lists every device type it knows
+        raise PrunetuneError(f"bench --device {device_name}: not a device; give cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise PrunetuneError("bench --device cuda: no CUDA device is available here")
     mode = "smoke" if arch != "tiny" and device.type == "cpu" else "quick" if quick else "full"

@@ -93,12 +93,13 @@ def seed_report(args: argparse.Namespace) -> None:
 
 def bench(args: argparse.Namespace) -> None:
     """Batched vs one-at-a-time generation, full vs pruned speed, training batching: figures for BENCHMARKS.md."""
-    import json
-
     from prunetune.bench import run_bench, summary_lines
     from prunetune.config import run_stage
+    from prunetune.jsonio import check_writable, write_json
 
     def measure() -> None:
+        if args.json:
+            check_writable(args.json, "--json")  # before the work, not after it
         result = run_bench(
             arch=args.arch,
             random_init=args.random_init,
@@ -109,28 +110,34 @@ def bench(args: argparse.Namespace) -> None:
             threads=args.threads,
         )
         if args.json:
-            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+            write_json(args.json, result)
         print("\n".join(summary_lines(result)))
 
     run_stage(measure)
 
 
+MIN_BENCH_SPLIT_SIZE = 10  # fewer cannot hold the planted copies and three non-empty splits
+
+
 def bench_split(args: argparse.Namespace) -> None:
     """The split stage's time and de-duplication's precision and recall on planted synthetic corpora."""
-    import json
-
-    from prunetune.config import run_stage
+    from prunetune.config import PrunetuneError, run_stage
+    from prunetune.jsonio import check_writable, write_json
     from prunetune.splitbench import bench_size, table
 
     def measure() -> None:
+        if any(size < MIN_BENCH_SPLIT_SIZE for size in args.sizes):
+            raise PrunetuneError(f"--sizes must each be at least {MIN_BENCH_SPLIT_SIZE} articles, got {args.sizes}")
+        if not 0 < args.threshold <= 1:
+            raise PrunetuneError(f"--threshold is a Jaccard similarity in (0, 1], got {args.threshold}")
+        if args.json:
+            check_writable(args.json, "--json")  # before the work, not after it
         results = []
         for size in args.sizes:
             results.append(bench_size(size, args.threshold, args.seed))
             print(f"bench-split: {size} articles: {results[-1]['split_s']:.1f} s", flush=True)
         if args.json:
-            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+            write_json(args.json, results)
         print(table(results))
 
     run_stage(measure)
@@ -184,17 +191,17 @@ def study_diff(args: argparse.Namespace) -> None:
 
 def smoke(args: argparse.Namespace) -> None:
     """Every stage on the real study's shapes (configs/smoke-real-shapes.yaml), each timed and its peak RSS taken."""
-    import json
-
     from prunetune.config import run_stage
+    from prunetune.jsonio import check_writable, write_json
     from prunetune.smoke import run_smoke, table
 
     def measure() -> None:
+        if args.json:
+            check_writable(args.json, "--json")  # before the work, not after it
         root = Path(__file__).resolve().parents[1]
         results = run_smoke(root, args.workdir.resolve(), args.config, args.articles)
         if args.json:
-            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+            write_json(args.json, results)
         print(table(results))
 
     run_stage(measure)

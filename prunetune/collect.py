@@ -8,6 +8,7 @@ flushed; URLs already in the output are skipped).
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections import Counter
@@ -28,6 +29,32 @@ __all__ = ["DEFAULT_BASE_URL", "FetchError", "collect_articles", "open_output", 
 # ---------------------------------------------------------------- the output file
 
 
+def _article_url(raw: bytes, path: Path, number: int) -> str:
+    """The url of one JSONL line of `path`; anything but an article line is one error naming file and line."""
+    try:
+        record = json.loads(raw)
+        url = record["url"]
+        if not isinstance(url, str):
+            raise TypeError("'url' is not a string")
+    except (ValueError, KeyError, TypeError) as err:
+        problem = f"{type(err).__name__}: {err}"
+        raise PrunetuneError(
+            f"{path}:{number}: not an article line ({problem}); fix it or choose another --out"
+        ) from None
+    return url
+
+
+def _torn_object(raw: bytes) -> bool:
+    """Whether a last line is the start of a JSON object cut short (what an interrupted append leaves)."""
+    if not raw.lstrip().startswith(b"{"):
+        return False
+    try:
+        json.loads(raw)
+    except ValueError:
+        return True
+    return False
+
+
 def open_output(path: Path) -> tuple[set[str], int, bool]:
     """The URLs already in `path` and their count; a torn last line (an interrupted write) is cut off first."""
     if path.is_dir():
@@ -36,34 +63,27 @@ def open_output(path: Path) -> tuple[set[str], int, bool]:
         return set(), 0, False
     data = path.read_bytes()
     lines = data.split(b"\n")
-    tail, repaired = lines.pop(), False
-    if tail.strip():
-        try:
-            json.loads(tail)
-            lines.append(tail)
-            with path.open("ab") as sink:  # a whole last line without its newline: complete it
-                sink.write(b"\n")
-        except ValueError:
-            with path.open("r+b") as sink:
-                sink.truncate(len(data) - len(tail))
-            repaired = True
+    tail = lines.pop()
     urls: set[str] = set()
     records = 0
-    for number, raw in enumerate(lines, start=1):
+    for number, raw in enumerate(lines, start=1):  # every whole line checked before the file is touched
         if not raw.strip():
             continue
-        try:
-            record = json.loads(raw)
-            url = record["url"]
-            if not isinstance(url, str):
-                raise TypeError("'url' is not a string")
-        except (ValueError, KeyError, TypeError) as err:
-            problem = f"{type(err).__name__}: {err}"
-            raise PrunetuneError(
-                f"{path}:{number}: not an article line ({problem}); fix it or choose another --out"
-            ) from None
-        urls.add(url)
+        urls.add(_article_url(raw, path, number))
         records += 1
+    repaired = False
+    if tail.strip():
+        try:
+            urls.add(_article_url(tail, path, len(lines) + 1))
+            records += 1
+            with path.open("ab") as sink:  # a whole last line without its newline: complete it
+                sink.write(b"\n")
+        except PrunetuneError:
+            if not _torn_object(tail):
+                raise
+            with path.open("r+b") as sink:  # a torn last line (an interrupted write): cut it off
+                sink.truncate(len(data) - len(tail))
+            repaired = True
     return urls, records, repaired
 
 
@@ -231,6 +251,9 @@ def _check_options(
     for name, value, low in (("--delay", delay, 0), ("--backoff", backoff, 0), ("--max-wait", max_wait, 0)):
         if not value >= low:
             raise PrunetuneError(f"{name} must be >= {low} seconds, got {value!r}")
+    for name, value in (("--delay", delay), ("--timeout", timeout), ("--backoff", backoff), ("--max-wait", max_wait)):
+        if not math.isfinite(value):
+            raise PrunetuneError(f"{name} must be a finite number of seconds, got {value!r}")
     if not timeout > 0:
         raise PrunetuneError(f"--timeout must be > 0 seconds, got {timeout!r}")
     if not isinstance(retries, int) or retries < 0:

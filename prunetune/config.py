@@ -26,8 +26,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, int] = {}
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
             line = key_node.start_mark.line + 1
+            if not isinstance(key_node, yaml.ScalarNode):  # `? [a, b]`: a list or mapping as a key (unhashable)
+                kind = "list" if isinstance(key_node, yaml.SequenceNode) else "mapping"
+                raise PrunetuneError(f"{self.name}:{line}: a {kind} as a key; keys are plain names")
+            key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise PrunetuneError(
                     f"{self.name}:{line}: key {key!r} is written twice (first on line {seen[key]}); YAML would "
@@ -40,7 +43,15 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def load_yaml(path: str | Path) -> Any:
     """A YAML file parsed with duplicate keys refused; errors name the file."""
     path = Path(path)
-    loader = _UniqueKeyLoader(path.read_text(encoding="utf-8"))
+    if path.is_dir():
+        raise PrunetuneError(f"{path}: is a directory, not a YAML file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise PrunetuneError(f"{path}: not valid UTF-8 (byte {err.start}); save it as UTF-8") from None
+    except OSError as err:
+        raise PrunetuneError(f"{path}: cannot be read ({err.strerror or err})") from None
+    loader = _UniqueKeyLoader(text)
     loader.name = str(path)
     try:
         return loader.get_single_data()
@@ -51,7 +62,8 @@ def load_yaml(path: str | Path) -> Any:
 def load_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
-        raise PrunetuneError(f"{path}: not found; run the stage from the repository root")
+        where = "run the stage from the repository root" if path == Path(PARAMS_FILE) else "check the path"
+        raise PrunetuneError(f"{path}: not found; {where}")
     try:
         params = load_yaml(path)
     except yaml.YAMLError as err:
@@ -68,7 +80,7 @@ def require(condition: bool, param: str, problem: str) -> None:
 
 
 def run_stage(main: Callable[[], None]) -> None:
-    """Run a stage's main; bad input ends in one line on stderr and exit status 1, not a traceback.
+    """Run a stage's main; bad input ends in one line on stderr and exit status 1, Ctrl-C in one line and 130.
 
     With PRUNETUNE_VOCAB_GUARD set, main runs under prunetune.memguard's check on full-vocabulary tensors."""
     # The stage's imports (torch, transformers: millions of objects) live until exit: the garbage collector need not
@@ -85,6 +97,9 @@ def run_stage(main: Callable[[], None]) -> None:
     except PrunetuneError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
+    except KeyboardInterrupt:  # Ctrl-C: outputs are written whole or not at all, so nothing torn is left
+        print("interrupted (Ctrl-C); run it again to finish (dvc repro: a fine-tune resumes)", file=sys.stderr)
+        sys.exit(130)
 
 
 def stage_args(*names: str) -> list[str]:

@@ -55,14 +55,14 @@ def order_tags(tags: list[str], ranks: dict[str, int]) -> list[str]:
 # ---------------------------------------------------------------- cleaning
 
 CONTACT_HEADER = re.compile(
-    r"^\s*(for further (questions|information),? please contact|please contact|press contacts?|media contacts?|"
+    r"^[ \t]*(for further (questions|information),? please contact|please contact|press contacts?|media contacts?|"
     r"contacts?)\s*:?\s*$",
     re.IGNORECASE | re.MULTILINE,
 )
 BOILERPLATE = re.compile(r"(^|\n\n)The BMW Group\s*\nWith its four brands[^\n]*(\n[^\n]+)*", re.IGNORECASE)
-MEDIA_WEBSITE = re.compile(r"^\s*media website:.*$", re.IGNORECASE | re.MULTILINE)
-EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
-URL = re.compile(r"(https?://|www\.)[^\s<>\"]+?(?=[.,;:!?)\]]*(\s|$))", re.IGNORECASE)
+MEDIA_WEBSITE = re.compile(r"^[ \t]*media website:.*$", re.IGNORECASE | re.MULTILINE)
+EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(\.[\w-]+)+")
+URL = re.compile(r"(https?://|www\.)[^\s<>\"]*[^\s<>\".,;:!?)\]](?=[.,;:!?)\]]*(\s|$))", re.IGNORECASE)
 PHONE = re.compile(
     r"(\b(tel(ephone)?|phone|fax|mobile)\b\.?:?\s*)?\+\d{1,3}[\s\-/]?(\(0\)\s?)?\d[\d\s\-/]{5,}\d"
     r"|\b(tel(ephone)?|phone|fax|mobile)\b\.?:?\s*\(?0\d[\d\s\-/()]{5,}\d",
@@ -137,6 +137,32 @@ def split_articles(
         splits["train"] += members[n_t + n_v :]
     order = {id(article): index for index, article in enumerate(articles)}
     return {name: sorted(members, key=lambda a: order[id(a)]) for name, members in splits.items()}
+
+
+def min_articles(val_fraction: float, test_fraction: float, limit: int = 100_000) -> int | None:
+    """The fewest articles that give train, val and test at least one article each (None: a fraction is 0)."""
+    for n in range(3, limit):
+        n_test, n_val = round(n * test_fraction), round(n * val_fraction)
+        if n_test >= 1 and n_val >= 1 and n - n_test - n_val >= 1:
+            return n
+    return None
+
+
+def _require_every_split(splits: dict[str, list], source: str, val_fraction: float, test_fraction: float) -> None:
+    """Fine-tuning needs train and val, eval needs test: an empty split is refused here, not blamed on later."""
+    if all(splits.values()):
+        return
+    counts = ", ".join(f"{name} {len(members)}" for name, members in splits.items())
+    total = sum(len(members) for members in splits.values())
+    needed = min_articles(val_fraction, test_fraction)
+    if needed is None:
+        what = "set data.val_fraction and data.test_fraction above 0"
+    else:
+        what = f"at data.val_fraction {val_fraction} and data.test_fraction {test_fraction} that takes at least "
+        what += f"{needed} articles: add articles or raise the fractions"
+    raise PrunetuneError(
+        f"{source}: {total} articles kept split into {counts}; every split needs at least one article: {what}"
+    )
 
 
 # ---------------------------------------------------------------- task examples
@@ -230,6 +256,7 @@ def prepare_corpus(cfg: DataParams | dict[str, Any]) -> tuple[dict[str, list[dic
         raise PrunetuneError(f"{source}: no article left after validation, cleaning and de-duplication")
 
     splits = split_articles(kept, cfg.val_fraction, cfg.test_fraction, cfg.seed)
+    _require_every_split(splits, source, cfg.val_fraction, cfg.test_fraction)
     types = [t for t in cfg.types if t not in excluded_types]
     ranks = tag_ranks(splits["train"]) if cfg.tag_order == "frequency" else None  # train only: no test labels
     examples: dict[str, list[dict]] = {}

@@ -85,15 +85,15 @@ def headline_lines(study: Path, n_resamples: int = 2000, seed: int = 0) -> list[
         return f"{100 * figure['value']:.0f}% [{100 * low:.0f}, {100 * high:.0f}]"
 
     removed, layers = prune["removed_layers"], prune["layers_before"]
-    remaining = "; ".join(f"seed {s}: {ratio(f['remaining'])}" for s, (_, f) in zip(seeds, per_seed, strict=True))
-    recovered = "; ".join(f"seed {s}: {share(f['recovered'])}" for s, (_, f) in zip(seeds, per_seed, strict=True))
+    remaining = "; ".join(f"seed {s} {ratio(f['remaining'])}" for s, (_, f) in zip(seeds, per_seed, strict=True))
+    recovered = "; ".join(f"seed {s} {share(f['recovered'])}" for s, (_, f) in zip(seeds, per_seed, strict=True))
     table = first_table((first / "reports" / "comparison.md").read_text())
     return [
         f"- **Pruning cost:** removing {len(removed)} of SmolLM2-135M-Instruct's {layers} layers ({prune['method']}, "
         f"layers {removed}, chosen on val) multiplies test answer perplexity by {ratio(cost)} "
         f"({per_seed[0][1]['articles']} test articles, 95% bootstrap).",
-        f"- **After LoRA healing** of both models, the pruned one's perplexity is the healed full model's "
-        f"{remaining}: healing recovers {recovered} of the log-perplexity cost.",
+        f"- **After LoRA healing** of both models, the pruned one's perplexity is the healed full model's times "
+        f"{remaining}. Healing recovers {recovered} of the log-perplexity cost.",
         f"- **What it buys:** {100 * prune['params_removed_fraction']:.1f}% fewer parameters; batch-1 decode "
         f"×{speed['decode_speedup_b1']:.2f} on this CPU (FLOP-ratio ideal ×{speed['ideal_speedup']:.2f}).",
         "",

@@ -178,8 +178,17 @@ def save_model(model: PreTrainedModel, tokenizer: Any, out_dir: str | Path, meta
 
 
 def read_meta(model_dir: str | Path) -> dict[str, Any]:
+    """The folder's prunetune.json ({} without one); a damaged one is one line naming it."""
     path = Path(model_dir) / META_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:  # JSONDecodeError and UnicodeDecodeError
+        raise PrunetuneError(f"{path}: damaged ({err}); rerun the stage that wrote {model_dir}") from None
+    if not isinstance(meta, dict):
+        raise PrunetuneError(f"{path}: a {type(meta).__name__}, not an object; rerun the stage that wrote {model_dir}")
+    return meta
 
 
 def count_parameters(model: torch.nn.Module, only: set[int] | None = None) -> int:

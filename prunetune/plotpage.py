@@ -57,6 +57,11 @@ def offline_template(vl_version: str = VEGA_LITE_VERSION) -> str:
 
 
 def write_template(path: Path = TEMPLATE_PATH) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(offline_template(), encoding="utf-8")
+    """The template at path (a file; checked before the bundle is built), written whole or not at all."""
+    from prunetune.jsonio import atomic_text, check_writable
+
+    check_writable(path, "--out")
+    page = offline_template()
+    with atomic_text(path) as out:
+        out.write(page)
     return path

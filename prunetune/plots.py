@@ -17,6 +17,7 @@ import numpy as np  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from prunetune.comparison import VARIANTS  # noqa: E402
+from prunetune.config import PrunetuneError  # noqa: E402
 
 VARIANT_COLORS = {"base_full": "#9ecae1", "base_pruned": "#3182bd", "ft_full": "#fdae6b", "ft_pruned": "#e6550d"}
 TRAIN_COLORS = {"full": "#3182bd", "pruned": "#e6550d"}
@@ -248,6 +249,16 @@ def write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str] | None 
         writer.writeheader()
         writer.writerows(rows)
     return path
+
+
+def check_comparison(comparison: Any, path: str | Path) -> dict[str, Any]:
+    """metrics/comparison.json as variant_rows reads it (a `table` row per variant); else one line naming the file."""
+    table = comparison.get("table") if isinstance(comparison, dict) else None
+    missing = [v for v in VARIANTS if not isinstance(table, dict) or not isinstance(table.get(v), dict)]
+    if missing:
+        where = "no 'table'" if not isinstance(table, dict) else f"no table row for {', '.join(missing)}"
+        raise PrunetuneError(f"{path}: {where}; rerun the compare stage (dvc repro compare)")
+    return comparison
 
 
 def variant_rows(

@@ -77,7 +77,7 @@ def load_qa(path: str | Path) -> list[dict[str, Any]]:
         if source is not None and (not isinstance(source, str) or not source.strip()):
             raise _question_error(path, item, f"article_id must be the source article's id (a string), got {source!r}")
         item["article_id"] = source
-        category = item.get("category") or ("multiple_choice" if item.get("options") else "factual")
+        category = item.get("category") or ("multiple_choice" if item.get("options") is not None else "factual")
         if category not in CATEGORIES:
             raise _question_error(path, item, f"category must be one of {CATEGORIES}, got {category!r}")
         item["category"] = category
@@ -96,6 +96,14 @@ def _normalize_options(path: Path, item: dict[str, Any]) -> None:
     if not isinstance(options, list) or len(options) < 2 or not all(isinstance(o, str) and o for o in options):
         raise _question_error(path, item, "a multiple-choice question needs a list of at least two options")
     item["options"] = options
+    seen: dict[str, int] = {}
+    for i, option in enumerate(options):
+        key = " ".join(option.split()).casefold()
+        if key in seen:
+            raise _question_error(
+                path, item, f"options {LETTERS[seen[key]]} and {LETTERS[i]} are the same ({option!r}); make them differ"
+            )
+        seen[key] = i
     index = item.get("answer_index")
     if index is not None and (not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(options)):
         raise _question_error(path, item, f"answer_index {index!r} is out of range for {len(options)} options")
@@ -151,6 +159,18 @@ def split_membership(paths: dict[str, str | Path]) -> dict[str, str]:
         for row in read_jsonl(path):
             membership[row["article_id"]] = split
     return membership
+
+
+def unknown_articles_note(questions: list[dict[str, Any]], membership: dict[str, str]) -> str | None:
+    """One warning line when questions name an article_id that no split holds (a typo, or another corpus)."""
+    unknown = sorted({q["article_id"] for q in questions if q["article_id"] and q["article_id"] not in membership})
+    if not unknown:
+        return None
+    n = sum(q["article_id"] in unknown for q in questions)
+    return (
+        f"warning: {n} question(s) name an article_id that no split holds ({', '.join(map(repr, unknown[:3]))}"
+        f"{', ...' if len(unknown) > 3 else ''}): counted under split 'unknown'; check article_id in qa.path"
+    )
 
 
 def letter_rows(

@@ -25,7 +25,7 @@ from typing import Any
 
 from prunetune.config import PrunetuneError
 from prunetune.jsonio import read_json
-from prunetune.sweep import exp_states, file_data
+from prunetune.sweep import check_out_dir, exp_states, file_data, metrics_problem
 
 COMPARISON = "metrics/comparison.json"
 
@@ -36,11 +36,24 @@ def _with_intervals(comparison: dict[str, Any], rev: str) -> dict[str, Any]:
     if all(isinstance(e, dict) and "ci" in e for e in entries):
         return comparison
     if rev == "workspace":
-        return read_json(COMPARISON)
+        return _checked(read_json(COMPARISON), COMPARISON)
     shown = subprocess.run(["git", "show", f"{rev}:{COMPARISON}"], capture_output=True, text=True, check=False)
     if shown.returncode != 0:
         raise PrunetuneError(f"seed-report: cannot read {COMPARISON} at {rev[:7]}: {shown.stderr.strip()}")
-    return json.loads(shown.stdout)
+    try:
+        whole = json.loads(shown.stdout)
+    except ValueError as err:
+        raise PrunetuneError(f"seed-report: {COMPARISON} at {rev[:7]} is not valid JSON ({err})") from None
+    return _checked(whole, f"{rev[:7]}:{COMPARISON}")
+
+
+def _checked(comparison: Any, where: str) -> dict[str, Any]:
+    """A whole comparison.json read beside `dvc exp show`, held to the same shape check (sweep.metrics_problem)."""
+    if not isinstance(comparison, dict):
+        raise PrunetuneError(f"seed-report: {where} is a {type(comparison).__name__}, not an object")
+    if problem := metrics_problem(COMPARISON, comparison, where):
+        raise PrunetuneError(f"seed-report: {problem}")
+    return comparison
 
 
 def seed_runs(exp_show: list[dict[str, Any]], names: list[str] | None = None) -> dict[str, dict[str, Any]]:
@@ -138,6 +151,7 @@ def seed_report(exp_show: list[dict[str, Any]], out_dir: Path, names: list[str] 
     """seeds.json (every pooled row) and seeds.md (the table) in out_dir."""
     runs = seed_runs(exp_show, names)
     rows = pool_differences(runs)
+    check_out_dir(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out_dir / "seeds.json", out_dir / "seeds.md"
     json_path.write_text(json.dumps({"experiments": list(runs), "differences": rows}, indent=2) + "\n")

@@ -26,6 +26,8 @@ from prunetune.config import PrunetuneError
 from prunetune.params import load_all
 
 SMOKE_CONFIG = Path("configs/smoke-real-shapes.yaml")
+WORKDIR_SENTINEL = ".prunetune-smoke"  # marks a workdir this tool made: only such a folder is ever deleted
+MIN_ARTICLES = 20  # fewer leave the split's val or test split empty at the smoke config's fractions
 # dvc.yaml's stages in an order that respects their dependencies
 STAGES = (
     "split",
@@ -153,7 +155,14 @@ def prepare_workdir(root: Path, workdir: Path, params: dict[str, Any], articles:
     generated corpus (generate_articles(articles, **corpus)) where params' data.source names it (a throwaway copy:
     nothing in root is written)."""
     if workdir.exists():
+        if workdir.is_file() or (any(workdir.iterdir()) and not (workdir / WORKDIR_SENTINEL).is_file()):
+            raise PrunetuneError(
+                f"--workdir {workdir}: holds files this tool did not create (no {WORKDIR_SENTINEL}); "
+                "it would be deleted: choose an empty or new folder"
+            )
         shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    (workdir / WORKDIR_SENTINEL).write_text("a throwaway copy made by prunetune smoke; it may be deleted\n")
     tracked = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True).stdout
     for name in tracked.split():
         if (root / name).is_file():
@@ -184,6 +193,10 @@ def run_smoke(
     """Every stage of dvc.yaml under `dvc repro --single-item`, in order, each measured; stops at a failure.
 
     Each stage runs under the full-vocabulary tensor guard (vocabulary from the config, at most max_rows rows)."""
+    if not (root / config).is_file():
+        raise PrunetuneError(f"--config {config}: no such file (a path relative to {root}, or absolute)")
+    if articles < MIN_ARTICLES:
+        raise PrunetuneError(f"--articles must be at least {MIN_ARTICLES}, got {articles}")
     load_all(root / config)  # every section typed and ranged, as params.yaml is, before anything runs
     params = yaml.safe_load((root / config).read_text(encoding="utf-8"))
     vocab = params["model"]["tiny"]["vocab_size"]

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from prunetune.config import PrunetuneError
+from prunetune.params import SECTIONS, check_sections
 
 COLLECT_HINT = "prunetune collect --limit 2000 --out {source}"
 
@@ -130,6 +131,11 @@ def copy_paths(source: Path | None, root: Path) -> list[str]:
     tracked file (DVC cannot create a missing parent), or the file itself; nothing for a tracked file."""
     if source is None:
         return []
+    if not source.resolve().is_relative_to(root.resolve()):
+        raise PrunetuneError(
+            f"data.source: {source} is outside the repository ({root.resolve()}); the experiment's copy can only "
+            "track a corpus inside it: move or copy it under data/ and point data.source there"
+        )
     relative = source.resolve().relative_to(root.resolve())
 
     def tracked(path: Path) -> bool:
@@ -158,6 +164,16 @@ def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, A
     return config
 
 
+def check_config(config: dict[str, Any], file: str) -> None:
+    """The config (with its overrides) checked as params.yaml is: known sections, every key typed and ranged."""
+    check_sections(config, file)
+    missing = [name for name in SECTIONS if name not in config]
+    if missing:
+        raise PrunetuneError(f"{file}: section(s) {', '.join(missing)} missing")
+    for name, cls in SECTIONS.items():
+        cls.parse(config[name], file)
+
+
 def study_command(
     config_path: str | Path,
     name: str | None = None,
@@ -167,6 +183,7 @@ def study_command(
 ) -> list[str]:
     """The checked `dvc exp run` command for a config (raises PrunetuneError first when it cannot run)."""
     config = apply_overrides(load_config(config_path), overrides or [])
+    check_config(config, str(config_path))  # every section typed and ranged, as each stage will check it
     source = check_corpus(config, config_path)
     check_model(config)
     command = ["dvc", "exp", "run", "--temp", "-n", name or Path(config_path).stem]

@@ -66,11 +66,16 @@ def exp_states(exp_show: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, 
     for baseline in exp_show:
         for exp_range in baseline.get("experiments") or []:
             for state in exp_range.get("revs") or []:
-                yield exp_range.get("name") or state.get("name") or state["rev"][:7], state
+                yield exp_range.get("name") or state.get("name") or _short(state["rev"]), state
         baselines.append(baseline)
     baselines.sort(key=lambda state: state.get("rev") == "workspace")
     for state in baselines:
-        yield state.get("name") or state["rev"][:7], state
+        yield state.get("name") or _short(state["rev"]), state
+
+
+def _short(rev: str) -> str:
+    """A commit's first 7 hex digits; `workspace` stays whole."""
+    return rev if rev == "workspace" else rev[:7]
 
 
 def _row(
@@ -251,6 +256,40 @@ def _state_problem(state: Any, where: str) -> str | None:
             return f"{where}.data.{kind} is not an object of files"
         if not all(isinstance((entry or {}).get("data") or {}, dict) for entry in files.values()):
             return f"{where}.data.{kind} holds a file whose data is not an object"
+    for path, entry in (data.get("metrics") or {}).items():
+        problem = metrics_problem(path, (entry or {}).get("data") or {}, f"{where}.data.metrics[{path!r}].data")
+        if problem:
+            return problem
+    return None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def metrics_problem(path: str, data: dict[str, Any], where: str) -> str | None:
+    """The first value the reports read from a metrics file that has the wrong type, named by its path; else None.
+
+    eval files: `efficiency` an object; metrics/comparison.json: `differences` {pair: {metric: {diff, ci, ...}}}."""
+    if path.startswith("metrics/eval/") and not isinstance(data.get("efficiency", {}), dict):
+        return f"{where}.efficiency is a {type(data['efficiency']).__name__}, not an object"
+    if path != "metrics/comparison.json":
+        return None
+    differences = data.get("differences", {})
+    if not isinstance(differences, dict):
+        return f"{where}.differences is a {type(differences).__name__}, not an object"
+    for pair, metrics in differences.items():
+        if not isinstance(metrics, dict):
+            return f"{where}.differences[{pair!r}] is a {type(metrics).__name__}, not an object"
+        for metric, entry in metrics.items():
+            at = f"{where}.differences[{pair!r}][{metric!r}]"
+            if not isinstance(entry, dict):
+                return f"{at} is a {type(entry).__name__}, not an object"
+            if "diff" in entry and not _is_number(entry["diff"]):
+                return f"{at}.diff is {entry['diff']!r}, not a number"
+            ci = entry.get("ci", [0, 0])
+            if not (isinstance(ci, list) and len(ci) == 2 and all(_is_number(x) for x in ci)):
+                return f"{at}.ci is {ci!r}, not a [low, high] pair of numbers"
     return None
 
 
@@ -259,7 +298,13 @@ def check_exp_show(exp_show: Any, source: str, command: str = "sweep-report") ->
     problem = None if isinstance(exp_show, list) else f"a JSON {type(exp_show).__name__}, not a list of revisions"
     for i, baseline in enumerate(exp_show if problem is None else []):
         problem = _state_problem(baseline, f"[{i}]")
-        for j, exp_range in enumerate((baseline.get("experiments") or []) if problem is None else []):
+        experiments = baseline.get("experiments") if problem is None else None
+        if experiments is not None and not isinstance(experiments, list):
+            problem = f"[{i}].experiments is a {type(experiments).__name__}, not a list"
+        for j, exp_range in enumerate(experiments if problem is None and experiments else []):
+            if not isinstance(exp_range, dict) or not isinstance(exp_range.get("name"), str | None):
+                problem = f"[{i}].experiments[{j}] is not an object with a 'name' and 'revs'"
+                break
             revs = exp_range.get("revs") if isinstance(exp_range, dict) else None
             if not isinstance(revs, list | None):
                 problem = f"[{i}].experiments[{j}] has no list of 'revs'"
@@ -293,6 +338,12 @@ def read_experiments(all_commits: bool = False, command: str = "sweep-report") -
     return json.loads(result.stdout)
 
 
+def check_out_dir(out_dir: Path) -> None:
+    """--out names a folder for the report's files: an existing file there is refused, not replaced."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise PrunetuneError(f"--out {out_dir}: is a file; give a folder for the report's files")
+
+
 def sweep_report(
     exp_show: list[dict[str, Any]], out_dir: Path, variant: str = "ft_pruned", metric: str = "summarization.rougeL"
 ) -> dict[str, Path]:
@@ -307,7 +358,19 @@ def sweep_report(
     add_quality(rows, metric)
     if all(row[metric] is None for row in pruned):
         raise PrunetuneError(f"sweep-report: metrics/eval/{variant}.json has no metric '{metric}' in any experiment")
+    if not any(_is_number(row[metric]) for row in pruned):
+        value = next(row[metric] for row in pruned if row[metric] is not None)
+        keys = (
+            f" (one of its keys: {', '.join(f'{metric}.{k}' for k in list(value)[:4])})"
+            if isinstance(value, dict)
+            else ""
+        )
+        raise PrunetuneError(
+            f"sweep-report: --metric {metric} is a {type(value).__name__} in metrics/eval/{variant}.json, not a "
+            f"number; give a leaf metric{keys}"
+        )
     mark_pareto(rows, metric)
+    check_out_dir(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = write_table(rows, metric, out_dir)
     return {"plot": draw_pareto(rows, metric, out_dir / "sweep.png"), "csv": csv_path, "markdown": md_path}

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import time
 from functools import partial
 from pathlib import Path
@@ -19,7 +20,6 @@ import torch
 from datasets import Dataset
 from peft import LoraConfig
 from transformers import EarlyStoppingCallback, TrainerCallback
-from transformers.trainer_utils import get_last_checkpoint
 from trl import SFTConfig
 
 from prunetune.chat import DEFAULT_CHAT_DATE, tokenize_chat
@@ -76,11 +76,69 @@ def run_fingerprint(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+CHECKPOINT_FILES = ("trainer_state.json", "adapter_model.safetensors", "optimizer.pt", "scheduler.pt")
+
+
+def checkpoint_problem(checkpoint: Path) -> str | None:
+    """Why a checkpoint would not resume this run exactly (a file missing, cut short or unreadable); None if it loads.
+
+    transformers writes checkpoint-N in place, so a kill during a save can leave any of its files torn."""
+    from safetensors import safe_open
+
+    missing = [name for name in CHECKPOINT_FILES if not (checkpoint / name).is_file()]
+    rng_states = sorted(checkpoint.glob("rng_state*.pth"))
+    if missing or not rng_states:
+        return f"{', '.join(missing) or 'rng_state.pth'} missing"
+    try:
+        state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+        int(state["global_step"]), int(state.get("num_input_tokens_seen", 0))
+    except (ValueError, KeyError, TypeError) as err:
+        return f"trainer_state.json unreadable ({type(err).__name__})"
+    try:
+        with safe_open(str(checkpoint / "adapter_model.safetensors"), framework="pt") as weights:
+            for name in weights.keys():
+                weights.get_tensor(name)
+    except Exception as err:  # safetensors raises its own error type for a torn file
+        return f"adapter_model.safetensors unreadable ({type(err).__name__})"
+    for path in (checkpoint / "optimizer.pt", checkpoint / "scheduler.pt", *rng_states):
+        try:
+            torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as err:  # torch.load raises RuntimeError, EOFError, UnpicklingError... for a torn file
+            return f"{path.name} unreadable ({type(err).__name__})"
+    return None
+
+
+def _checkpoints(scratch_dir: Path) -> list[Path]:
+    """The checkpoint-N folders of a scratch dir, latest first."""
+    found = [p for p in scratch_dir.glob("checkpoint-*") if p.is_dir() and p.name.split("-", 1)[1].isdigit()]
+    return sorted(found, key=lambda p: int(p.name.split("-", 1)[1]), reverse=True)
+
+
+def _stamp_fingerprint(stamp: Path) -> str | None:
+    """The fingerprint in scratch's run.json; None when it is missing or damaged (then nothing there is resumed)."""
+    try:
+        fingerprint = json.loads(stamp.read_text(encoding="utf-8"))["fingerprint"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return fingerprint if isinstance(fingerprint, str) else None
+
+
 def prepare_scratch(scratch_dir: Path, fingerprint: str) -> str | None:
-    """The checkpoint to resume from, if scratch_dir holds one of this very run; otherwise a clean dir."""
+    """The checkpoint to resume from, if scratch_dir holds one of this very run; otherwise a clean dir.
+
+    A checkpoint that does not load (a kill during its save) is skipped for the one before, saying so in one line,
+    and removed: a resume never gets stuck on a torn save."""
     stamp = scratch_dir / "run.json"
-    if stamp.is_file() and json.loads(stamp.read_text())["fingerprint"] == fingerprint:
-        return get_last_checkpoint(str(scratch_dir))
+    if stamp.exists() and _stamp_fingerprint(stamp) is None:
+        print(f"finetune: {stamp} is damaged; starting afresh", file=sys.stderr)
+    elif _stamp_fingerprint(stamp) == fingerprint:
+        for checkpoint in _checkpoints(scratch_dir):
+            problem = checkpoint_problem(checkpoint)
+            if problem is None:
+                return str(checkpoint)
+            print(f"finetune: skipping {checkpoint}, a torn save ({problem}); removed", file=sys.stderr)
+            shutil.rmtree(checkpoint)
+        return None
     shutil.rmtree(scratch_dir, ignore_errors=True)
     scratch_dir.mkdir(parents=True)
     stamp.write_text(json.dumps({"fingerprint": fingerprint}) + "\n")

@@ -53,7 +53,8 @@ def real_model_lines(reports: Path = REAL_REPORTS) -> list[str]:
         lines += [
             f"Per stage, wall time and peak RSS ({machine['cores']} cores, {machine['cpu']}; "
             "`scripts/stage_monitor.py` "
-            "beside `prunetune study`; reports `"
+            "beside `prunetune study`; n/a: run before the monitor started; seed 42 leaves out the 404 s its eval "
+            "was stopped for the measurements below; reports `"
             + "`, `".join(f"reports/bench/{p.name}" for p in sorted(reports.glob("smollm2-stages-*.json")))
             + "`):",
             "",
@@ -65,7 +66,7 @@ def real_model_lines(reports: Path = REAL_REPORTS) -> list[str]:
             cells = []
             for run in runs:
                 stage = next((s for s in run["stages"] if s["stage"] == name), None)
-                cells += [f"{stage['wall_s']:.0f}", f"{stage['peak_rss_mb']:,}"] if stage else ["(cached)", ""]
+                cells += [f"{stage['wall_s']:.0f}", f"{stage['peak_rss_mb']:,}"] if stage else ["n/a", ""]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         totals = [sum(s["wall_s"] for s in r["stages"]) for r in runs]
         lines += ["| **total** | " + " | ".join(f"**{t / 60:.1f} min** | " for t in totals) + "", ""]

@@ -121,6 +121,7 @@ def main() -> None:
     parser.add_argument("--config", default="configs/smollm2-135m.yaml")
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--json", required=True)
+    parser.add_argument("--profile", action="store_true", help="only profile 3 bf16 steps (torch.profiler) into --json")
     args = parser.parse_args()
     params = load_all(args.config)
     splits, _ = prepare_corpus(params["data"])
@@ -133,6 +134,25 @@ def main() -> None:
         splits["train"], tokenizer, train.max_seq_length, params["data"].chat_date, train.share_prompts
     )
     rows = rows.select(range(args.steps * train.batch_size))
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            run(
+                scratch / "base",
+                torch.bfloat16,
+                params,
+                rows.select(range(3 * train.batch_size)),
+                tokenizer,
+                3,
+                scratch / "run",
+            )
+        table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12)
+        Path(args.json).write_text(
+            json.dumps({"config": args.config, "steps": 3, "profile_bf16": table}, indent=2) + "\n"
+        )
+        print(table)
+        return
     results = [
         run(scratch / "base", d, params, rows, tokenizer, args.steps, scratch / "run")
         for d in (torch.float32, torch.bfloat16)

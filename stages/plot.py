@@ -12,6 +12,7 @@ from prunetune.config import run_stage, stage_args
 from prunetune.jsonio import read_json
 from prunetune.plots import (
     TRAIN_TABLES,
+    check_comparison,
     layer_rows,
     plot_efficiency,
     plot_layer_scores,
@@ -32,6 +33,7 @@ def main() -> None:
     qa_metrics = {v: read_json(qa_dir / f"{v}.json") for v in VARIANTS}
     prune_metrics = read_json(prune_file)
     train_dirs = {v: train_dir / v for v in ("full", "pruned")}
+    comparison = check_comparison(read_json(comparison_file), comparison_file)
     speed = variant_speed({pair: read_json(speed_dir / f"{pair}.json") for pair in ("base", "ft")})
     written = [
         plot_training_curves(train_dirs, out / "training.png"),
@@ -39,7 +41,7 @@ def main() -> None:
         plot_qa(qa_metrics, out / "qa.png"),
         plot_efficiency(eval_metrics, speed, out / "efficiency.png"),
         plot_layer_scores(prune_metrics, out / "layers.png"),
-        write_csv(out / "data/variants.csv", variant_rows(read_json(comparison_file), eval_metrics, speed)),
+        write_csv(out / "data/variants.csv", variant_rows(comparison, eval_metrics, speed)),
         write_csv(out / "data/layers.csv", layer_rows(prune_metrics)),
     ]
     for name, (_, file, column) in TRAIN_TABLES.items():

@@ -5,13 +5,14 @@
 SPLIT_DIR's train/val/test.jsonl say which split each question's source article is in (the held-out headline).
 """
 
+import sys
 from pathlib import Path
 
 from prunetune.config import run_stage, stage_args
 from prunetune.jsonio import write_json, write_jsonl
 from prunetune.models import load_model
 from prunetune.params import DataParams, QaParams, load_section
-from prunetune.qa import SPLITS, evaluate_qa, load_qa, split_membership
+from prunetune.qa import SPLITS, evaluate_qa, load_qa, split_membership, unknown_articles_note
 
 
 def main() -> None:
@@ -21,6 +22,8 @@ def main() -> None:
     cfg, date_string = load_section(QaParams), load_section(DataParams).chat_date
     questions = load_qa(cfg.path)
     membership = split_membership({split: split_dir / f"{split}.jsonl" for split in SPLITS})
+    if note := unknown_articles_note(questions, membership):
+        print(note, file=sys.stderr)
     model, tokenizer = load_model(model_dir, param=str(model_dir))
     metrics, records = evaluate_qa(model, tokenizer, questions, cfg, membership, date_string)
     write_json(metrics_file, metrics)

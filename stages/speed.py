@@ -7,7 +7,7 @@ load; timed in separate eval stages minutes apart, two identical architectures d
 
 from pathlib import Path
 
-from prunetune.config import run_stage, stage_args
+from prunetune.config import PrunetuneError, run_stage, stage_args
 from prunetune.efficiency import pruning_speed
 from prunetune.jsonio import write_json
 from prunetune.models import load_model
@@ -19,6 +19,12 @@ def main() -> None:
     cfg = load_section(SpeedParams)
     full, _ = load_model(full_dir, param=str(full_dir))
     pruned, _ = load_model(pruned_dir, param=str(pruned_dir))
+    layers_full, layers_pruned = full.config.num_hidden_layers, pruned.config.num_hidden_layers
+    if layers_pruned > layers_full:
+        raise PrunetuneError(
+            f"{pruned_dir} has {layers_pruned} layers, more than {full_dir}'s {layers_full}: the arguments are "
+            "FULL_MODEL_DIR PRUNED_MODEL_DIR, in that order"
+        )
     result = pruning_speed(full, pruned, cfg)
     write_json(metrics_file, result)
     batched = f"b{cfg.batch_size}"

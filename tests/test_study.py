@@ -155,6 +155,9 @@ def test_dvc_takes_the_args_and_leaves_the_workspace_clean(tmp_path, monkeypatch
     git("add", "-A", cwd=repo)
     git("commit", "-qm", "toy", cwd=repo)
     monkeypatch.chdir(repo)
+    monkeypatch.setattr(
+        "prunetune.study.check_config", lambda config, file: None
+    )  # a toy config: not the real sections
     command = study_command("configs/study.yaml", root=Path("."))
     assert command[:8] == ["dvc", "exp", "run", "--temp", "-n", "study", "-C", "data/raw"]
     subprocess.run(command, check=True, capture_output=True)
