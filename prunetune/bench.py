@@ -10,7 +10,9 @@ except pruning's per-step timings (interquartile means, efficiency.timed_turns):
 
 Models: the pipeline's models/base and models/pruned when both exist (the models the study measures); otherwise,
 or with --random-init, a freshly built model of the chosen --arch with random weights, pruned by params.yaml's
-prune section (a method that needs calibration falls back to dropping the last layer).
+prune section (a method that needs calibration falls back to dropping the last layer). Generation is timed on
+models/ft_full when it exists (the model whose answers are as long as the study's), else on the full model, in two
+regimes: as eval runs it (end tokens stop a prompt) and at fixed length (every prompt decodes max_new_tokens).
 """
 
 from __future__ import annotations
@@ -18,12 +20,20 @@ from __future__ import annotations
 import resource
 from dataclasses import replace
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from prunetune.benchsections import bench_generation, bench_prompts, bench_pruning, bench_training, training_loaders
-from prunetune.benchsetup import build_models, check_arch, load_splits, peak_flops
+from prunetune.benchsections import (
+    REGIMES,
+    bench_generation,
+    bench_prompts,
+    bench_pruning,
+    bench_training,
+    training_loaders,
+)
+from prunetune.benchsetup import build_models, check_arch, generation_model, load_splits, machine, peak_flops
 from prunetune.config import PrunetuneError
 from prunetune.models import count_parameters
 from prunetune.params import load_all
@@ -60,8 +70,11 @@ def run_bench(
     prompts_per_task: int | None = None,
     threads: int | None = None,
     params_path: str = "params.yaml",
+    regimes: tuple[str, ...] = tuple(REGIMES),
+    gen_repeats: int | None = None,
 ) -> dict[str, Any]:
-    """Every section on one model pair, in one process; returns the figures as a nested dict."""
+    """Every section on one model pair, in one process; returns the figures as a nested dict. regimes: which
+    generation regimes (REGIMES) to time; gen_repeats: generation passes of each kind (default: the mode's)."""
     from prunetune.models import pick_device, pick_dtype
 
     check_arch(arch, random_init)
@@ -69,6 +82,7 @@ def run_bench(
         ("--threads", threads),
         ("--batch-size", batch_size),
         ("--prompts-per-task", prompts_per_task),
+        ("--gen-repeats", gen_repeats),
     ):
         if value is not None and value < 1:
             raise PrunetuneError(f"bench {option}: must be >= 1, got {value}")
@@ -82,6 +96,11 @@ def run_bench(
     settings = dict(MODES[mode])
     if prompts_per_task is not None:
         settings["prompts_per_task"] = prompts_per_task
+    if gen_repeats is not None:
+        settings["gen_repeats"] = gen_repeats
+    unknown = [regime for regime in regimes if regime not in REGIMES]
+    if unknown or not regimes:
+        raise PrunetuneError(f"bench --regime: must be among {', '.join(REGIMES)}, got {', '.join(unknown) or 'none'}")
     eval_cfg = params["eval"]
     limits = eval_cfg.max_new_tokens.to_dict()
     speed_cfg = replace(params["speed"], new_tokens=settings["new_tokens"], repeats=settings["speed_repeats"])
@@ -93,7 +112,7 @@ def run_bench(
         params["train"] = replace(params["train"], batch_size=SMOKE_LIMITS["train_batch_size"])
     gen_batch = batch_size or eval_cfg.batch_size
 
-    splits = load_splits(params)
+    splits = load_splits(params, pipeline=Path(params_path).resolve() == Path("params.yaml").resolve())
     full, pruned, tokenizer, origin = build_models(arch, random_init, params, splits, device)
     dtype = pick_dtype(device)
     hardware = peak_flops(device, dtype)
@@ -108,6 +127,8 @@ def run_bench(
             "dtype": str(dtype).removeprefix("torch."),
             "threads": torch.get_num_threads(),
             "params_full": count_parameters(full),
+            "params": params_path,
+            "machine": machine(),
             "versions": {package: version(package) for package in ("torch", "transformers", "trl", "peft")},
         },
         "hardware": hardware,
@@ -115,8 +136,14 @@ def run_bench(
 
     _reset_memory(device)
     prompts = bench_prompts(tokenizer, splits, settings["prompts_per_task"], params["data"].chat_date)
-    result["generation"] = bench_generation(full, tokenizer, prompts, limits, gen_batch, settings["gen_repeats"])
+    gen_model, gen_name = generation_model(full, origin, device)
+    result["generation"] = {"model": gen_name}
+    for regime in regimes:
+        result["generation"][regime] = bench_generation(
+            gen_model, tokenizer, prompts, limits, gen_batch, settings["gen_repeats"], REGIMES[regime]
+        )
     result["generation"]["peak_memory_mb"] = _memory_mb(device)
+    del gen_model
 
     _reset_memory(device)
     result["pruning"] = bench_pruning(full, pruned, speed_cfg, hardware["peak_tflops"])
@@ -137,12 +164,28 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
     gen, prune, train, setup, hw = (result[k] for k in ("generation", "pruning", "training", "setup", "hardware"))
     full, pruned, b = prune["full"], prune["pruned"], f"b{prune['batch_size']}"
     mfu = prune["mfu"]
-    rows = [
-        ("generation: one-at-a-time", f"{gen['sequential_s']:.2f} s, {gen['sequential_tokens_per_s']:.1f} tokens/s"),
-        (f"generation: batched ({gen['batch_size']})",
-         f"{gen['batched_s']:.2f} s, {gen['batched_tokens_per_s']:.1f} tokens/s"),
-        ("generation: speedup", f"{gen['batched_vs_sequential_speedup']:.2f}x"),
-        ("generation: outputs identical", f"{gen['outputs_identical']} ({gen['prompts']} prompts)"),
+    rows = []
+    for regime in (regime for regime in REGIMES if regime in gen):
+        g = gen[regime]
+        rows += [
+            (
+                f"generation ({regime}): new tokens per prompt",
+                f"{g['new_tokens_per_prompt']:.1f} ({g['prompts']} prompts)",
+            ),
+            (
+                f"generation ({regime}): one-at-a-time",
+                f"{g['sequential_s']:.2f} s, {g['sequential_tokens_per_s']:.1f} tokens/s, "
+                f"prefill {g['sequential_prefill_share']:.0%}",
+            ),
+            (
+                f"generation ({regime}): batched ({g['batch_size']})",
+                f"{g['batched_s']:.2f} s, {g['batched_tokens_per_s']:.1f} "
+                f"tokens/s, prefill {g['batched_prefill_share']:.0%}",
+            ),
+            (f"generation ({regime}): speedup", f"{g['batched_vs_sequential_speedup']:.2f}x"),
+            (f"generation ({regime}): outputs identical", f"{g['identical_fraction']:.1%}"),
+        ]
+    rows += [
         ("pruning: layers", f"{prune['layers_full']} -> {prune['layers_pruned']}"),
         ("pruning: prefill ms b1, full / pruned", f"{full['prefill_ms_b1']:.2f} / {pruned['prefill_ms_b1']:.2f}"),
         (f"pruning: prefill ms {b}, full / pruned", f"{full[f'prefill_ms_{b}']:.2f} / {pruned[f'prefill_ms_{b}']:.2f}"),
@@ -165,7 +208,8 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
         ("training: MFU (LoRA)", f"{train['mfu']:.2%}"),
     ]  # fmt: skip
     header = (
-        f"{setup['source']}; {setup['device']} ({setup['device_name']}), {setup['dtype']}, {setup['threads']} threads, "
+        f"{setup['source']}; generation on {gen['model']}; {setup['device']} ({setup['device_name']}), "
+        f"{setup['dtype']}, {setup['threads']} threads, "
         f"mode {setup['mode']}; peak {hw['peak_tflops']:.3g} TFLOP/s ({hw['peak_source']})"
     )
     return [header, "", "| figure | value |", "|---|---|"] + [f"| {name} | {value} |" for name, value in rows]

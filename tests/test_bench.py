@@ -55,6 +55,11 @@ def test_bench_sections_on_a_small_model(tiny_model):
     generation = bench_generation(model, tokenizer, prompts, limits, batch_size=4, repeats=1)
     assert generation["outputs_identical"] is True and generation["identical_fraction"] == 1.0
     assert generation["prompts"] == 6 and generation["batched_vs_sequential_speedup"] > 0
+    assert 0 < generation["batched_prefill_share"] <= 1 and generation["regime"] == "eval"
+    fixed = bench_generation(model, tokenizer, prompts, limits, batch_size=4, repeats=1, fixed_length=True)
+    # every prompt decodes exactly its task's max_new_tokens: 3 summaries of 5 tokens, 3 types of 3
+    assert fixed["new_tokens"] == 3 * 5 + 3 * 3 and fixed["new_tokens_per_prompt"] == 4.0
+    assert fixed["hit_max_new_tokens"] == 6 and fixed["outputs_identical"] is True
 
     pruned = remove_layers(copy.deepcopy(model), [3])
     speed_cfg = {"prompt_tokens": 8, "new_tokens": 2, "batch_size": 2, "repeats": 2}
@@ -72,6 +77,7 @@ def test_bench_sections_on_a_small_model(tiny_model):
     lengths = sorted(len(ids) for ids in trainer.train_dataset["input_ids"])
     assert sum(int(b["attention_mask"].sum()) for b in batches["stage"]) == sum(lengths)  # every token, once
     training = bench_training(trainer, batches, steps=1, peak_tflops=1.0)
+    assert training["trainer"] == "HealingTrainer" and training["share_prompts"] is False
     assert training["stage_batching"] == "group_by_length"
     assert training["padding_fraction"] == pytest.approx(padding_fraction(batches["stage"]))
     assert 0 <= training["padding_fraction"] < 1 and training["tokens_per_s"] > 0
@@ -93,9 +99,14 @@ def test_bench_command_builds_what_it_needs_and_writes_the_json(tmp_path, monkey
                         "speed_repeats": 1, "new_tokens": 2, "train_steps": 1}})  # fmt: skip
     main(["bench", "--quick", "--json", "out.json"])
     result = json.loads((tmp_path / "out.json").read_text())
-    assert result["generation"]["outputs_identical"] is True
+    assert result["generation"]["model"] == "the full model (random init)"
+    for regime in ("eval", "fixed_length"):
+        assert result["generation"][regime]["outputs_identical"] is True
+        assert isinstance(result["generation"][regime]["batched_vs_sequential_speedup"], float)
+    assert result["generation"]["fixed_length"]["new_tokens_per_prompt"] == 2.0  # max_new_tokens 2 for every task
+    assert result["training"]["trainer"] == "HealingTrainer" and result["training"]["share_prompts"] is True
+    assert set(result["setup"]["machine"]) >= {"cpu_model", "cores", "date", "commit"}
     for section, key in [
-        ("generation", "batched_vs_sequential_speedup"),
         ("pruning", "decode_speedup_b1"),
         ("pruning", "ideal_speedup"),
         ("training", "padding_fraction"),
