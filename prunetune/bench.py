@@ -18,6 +18,7 @@ regimes: as eval runs it (end tokens stop a prompt) and at fixed length (every p
 from __future__ import annotations
 
 import resource
+from collections.abc import Callable
 from dataclasses import replace
 from importlib.metadata import version
 from pathlib import Path
@@ -72,9 +73,12 @@ def run_bench(
     params_path: str = "params.yaml",
     regimes: tuple[str, ...] = tuple(REGIMES),
     gen_repeats: int | None = None,
+    on_section: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Every section on one model pair, in one process; returns the figures as a nested dict. regimes: which
-    generation regimes (REGIMES) to time; gen_repeats: generation passes of each kind (default: the mode's)."""
+    generation regimes (REGIMES) to time; gen_repeats: generation passes of each kind (default: the mode's);
+    on_section: called with the figures so far after each section (a run cut off keeps what it measured)."""
+    done = on_section or (lambda result: None)
     from prunetune.models import pick_device, pick_dtype
 
     check_arch(arch, random_init)
@@ -143,12 +147,14 @@ def run_bench(
             gen_model, tokenizer, prompts, limits, gen_batch, settings["gen_repeats"], REGIMES[regime]
         )
     result["generation"]["peak_memory_mb"] = _memory_mb(device)
+    done(result)
     del gen_model
 
     _reset_memory(device)
     result["pruning"] = bench_pruning(full, pruned, speed_cfg, hardware["peak_tflops"])
     result["pruning"]["removed_layers"] = origin["removed_layers"]
     result["pruning"]["peak_memory_mb"] = _memory_mb(device)
+    done(result)
     del pruned
 
     _reset_memory(device)
@@ -156,6 +162,7 @@ def run_bench(
     trainer, batches = training_loaders(full, tokenizer, train_examples, params, device, params["data"].chat_date)
     result["training"] = bench_training(trainer, batches, settings["train_steps"], hardware["peak_tflops"])
     result["training"]["peak_memory_mb"] = _memory_mb(device)
+    done(result)
     return result
 
 

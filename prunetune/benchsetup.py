@@ -170,13 +170,16 @@ def machine() -> dict[str, Any]:
                     if line.startswith("model name")), cpu)  # fmt: skip
 
     def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], capture_output=True, text=True, check=False)
+        try:
+            done = subprocess.run(["git", *args], capture_output=True, text=True, check=False)
+        except OSError:  # no git on this machine (a copy of the tree, measured elsewhere)
+            return ""
         return done.stdout.strip() if done.returncode == 0 else ""
 
     return {
         "cpu_model": cpu or "unknown",
         "cores": os.cpu_count(),
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "commit": git("rev-parse", "--short", "HEAD") or "unknown",
+        "commit": git("rev-parse", "--short", "HEAD") or os.environ.get("PRUNETUNE_COMMIT", "unknown"),
         "uncommitted_changes": bool(git("status", "--porcelain", "--untracked-files=no")),
     }

@@ -98,6 +98,11 @@ def bench(args: argparse.Namespace) -> None:
     from prunetune.bench import run_bench, summary_lines
     from prunetune.config import run_stage
 
+    def write(result: dict) -> None:
+        if args.json:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+
     def measure() -> None:
         result = run_bench(
             arch=args.arch,
@@ -110,10 +115,8 @@ def bench(args: argparse.Namespace) -> None:
             params_path=args.params,
             regimes=tuple(args.regime or ("eval", "fixed_length")),
             gen_repeats=args.gen_repeats,
+            on_section=write,
         )
-        if args.json:
-            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
         print("\n".join(summary_lines(result)))
 
     run_stage(measure)
