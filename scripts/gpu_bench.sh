@@ -37,6 +37,7 @@ if compgen -G ".whl/*.whl" >/dev/null; then  # packages the device lacks, carrie
     export PYTHONPATH=/tmp/site
 fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+[ -f COMMIT ] && export PRUNETUNE_COMMIT=$(cat COMMIT)  # the commit measured, where the copy has no git
 started=$(date +%s)
 stamp() { echo "[$(( $(date +%s) - started )) s] $*"; }
 
