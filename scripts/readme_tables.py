@@ -106,7 +106,8 @@ def bench_summary(reports: dict[str, dict[str, Any]]) -> str:
     fixed = [r["generation"]["fixed_length"] for r in values if "fixed_length" in r["generation"]]
     evals = [r["generation"]["eval"] for r in values if "eval" in r["generation"]]
     b = f"b{values[0]['pruning']['batch_size']}"
-    parts = [f"In {len(values)} run{'s' * (len(values) > 1)} ({', '.join(f'`reports/bench/{n}`' for n in reports)}):"]
+    names = ", ".join(f"`reports/bench/{name}`" for name in reports)
+    parts = [f"In {len(values)} run{'s' * (len(values) > 1)} ({names}):"]
     if fixed:
         speedups, identical = (
             [g["batched_vs_sequential_speedup"] for g in fixed],
