@@ -45,6 +45,7 @@ MODES: dict[str, dict[str, Any]] = {
     "quick": {"prompts_per_task": None, "gen_repeats": 3, "speed_repeats": 21, "new_tokens": 32, "train_steps": 6},
     "smoke": {"prompts_per_task": 2, "gen_repeats": 1, "speed_repeats": 1, "new_tokens": 2, "train_steps": 1},
 }
+SECTIONS = ("generation", "pruning", "training")
 SMOKE_LIMITS = {"max_new_tokens": 3, "prompt_tokens": 16, "batch_size": 2, "train_batch_size": 2}
 
 # ---------------------------------------------------------------- the whole benchmark
@@ -74,10 +75,12 @@ def run_bench(
     regimes: tuple[str, ...] = tuple(REGIMES),
     gen_repeats: int | None = None,
     on_section: Callable[[dict[str, Any]], None] | None = None,
+    sections: tuple[str, ...] = SECTIONS,
 ) -> dict[str, Any]:
     """Every section on one model pair, in one process; returns the figures as a nested dict. regimes: which
     generation regimes (REGIMES) to time; gen_repeats: generation passes of each kind (default: the mode's);
-    on_section: called with the figures so far after each section (a run cut off keeps what it measured)."""
+    on_section: called with the figures so far after each section (a run cut off keeps what it measured);
+    sections: which of SECTIONS to measure."""
     done = on_section or (lambda result: None)
     from prunetune.models import pick_device, pick_dtype
 
@@ -102,6 +105,8 @@ def run_bench(
         settings["prompts_per_task"] = prompts_per_task
     if gen_repeats is not None:
         settings["gen_repeats"] = gen_repeats
+    if not sections or any(section not in SECTIONS for section in sections):
+        raise PrunetuneError(f"bench --section: must be among {', '.join(SECTIONS)}, got {', '.join(sections)}")
     unknown = [regime for regime in regimes if regime not in REGIMES]
     if unknown or not regimes:
         raise PrunetuneError(f"bench --regime: must be among {', '.join(REGIMES)}, got {', '.join(unknown) or 'none'}")
@@ -138,84 +143,87 @@ def run_bench(
         "hardware": hardware,
     }
 
-    _reset_memory(device)
-    prompts = bench_prompts(tokenizer, splits, settings["prompts_per_task"], params["data"].chat_date)
-    gen_model, gen_name = generation_model(full, origin, device)
-    result["generation"] = {"model": gen_name}
-    for regime in regimes:
-        result["generation"][regime] = bench_generation(
-            gen_model, tokenizer, prompts, limits, gen_batch, settings["gen_repeats"], REGIMES[regime]
-        )
-    result["generation"]["peak_memory_mb"] = _memory_mb(device)
-    done(result)
-    del gen_model
+    if "generation" in sections:
+        _reset_memory(device)
+        prompts = bench_prompts(tokenizer, splits, settings["prompts_per_task"], params["data"].chat_date)
+        gen_model, gen_name = generation_model(full, origin, device)
+        result["generation"] = {"model": gen_name}
+        for regime in regimes:
+            result["generation"][regime] = bench_generation(
+                gen_model, tokenizer, prompts, limits, gen_batch, settings["gen_repeats"], REGIMES[regime]
+            )
+        result["generation"]["peak_memory_mb"] = _memory_mb(device)
+        done(result)
+        del gen_model
 
-    _reset_memory(device)
-    result["pruning"] = bench_pruning(full, pruned, speed_cfg, hardware["peak_tflops"])
-    result["pruning"]["removed_layers"] = origin["removed_layers"]
-    result["pruning"]["peak_memory_mb"] = _memory_mb(device)
-    done(result)
+    if "pruning" in sections:
+        _reset_memory(device)
+        result["pruning"] = bench_pruning(full, pruned, speed_cfg, hardware["peak_tflops"])
+        result["pruning"]["removed_layers"] = origin["removed_layers"]
+        result["pruning"]["peak_memory_mb"] = _memory_mb(device)
+        done(result)
     del pruned
 
-    _reset_memory(device)
-    train_examples = splits["train"][: 4 * params["train"].batch_size] if mode == "smoke" else splits["train"]
-    trainer, batches = training_loaders(full, tokenizer, train_examples, params, device, params["data"].chat_date)
-    result["training"] = bench_training(trainer, batches, settings["train_steps"], hardware["peak_tflops"])
-    result["training"]["peak_memory_mb"] = _memory_mb(device)
-    done(result)
+    if "training" in sections:
+        _reset_memory(device)
+        train_examples = splits["train"][: 4 * params["train"].batch_size] if mode == "smoke" else splits["train"]
+        trainer, batches = training_loaders(full, tokenizer, train_examples, params, device, params["data"].chat_date)
+        result["training"] = bench_training(trainer, batches, settings["train_steps"], hardware["peak_tflops"])
+        result["training"]["peak_memory_mb"] = _memory_mb(device)
+        done(result)
     return result
 
 
 def summary_lines(result: dict[str, Any]) -> list[str]:
     """The headline figures as a Markdown table (what BENCHMARKS.md records)."""
-    gen, prune, train, setup, hw = (result[k] for k in ("generation", "pruning", "training", "setup", "hardware"))
-    full, pruned, b = prune["full"], prune["pruned"], f"b{prune['batch_size']}"
-    mfu = prune["mfu"]
+    setup, hw = result["setup"], result["hardware"]
+    gen, prune, train = (result.get(k, {}) for k in SECTIONS)
     rows = []
     for regime in (regime for regime in REGIMES if regime in gen):
         g = gen[regime]
         rows += [
-            (
-                f"generation ({regime}): new tokens per prompt",
-                f"{g['new_tokens_per_prompt']:.1f} ({g['prompts']} prompts)",
-            ),
-            (
-                f"generation ({regime}): one-at-a-time",
-                f"{g['sequential_s']:.2f} s, {g['sequential_tokens_per_s']:.1f} tokens/s, "
-                f"prefill {g['sequential_prefill_share']:.0%}",
-            ),
-            (
-                f"generation ({regime}): batched ({g['batch_size']})",
-                f"{g['batched_s']:.2f} s, {g['batched_tokens_per_s']:.1f} "
-                f"tokens/s, prefill {g['batched_prefill_share']:.0%}",
-            ),
+            (f"generation ({regime}): new tokens per prompt",
+             f"{g['new_tokens_per_prompt']:.1f} ({g['prompts']} prompts)"),
+            (f"generation ({regime}): one-at-a-time", f"{g['sequential_s']:.2f} s, {g['sequential_tokens_per_s']:.1f} "
+             f"tokens/s, prefill {g['sequential_prefill_share']:.0%}"),
+            (f"generation ({regime}): batched ({g['batch_size']})", f"{g['batched_s']:.2f} s, "
+             f"{g['batched_tokens_per_s']:.1f} tokens/s, prefill {g['batched_prefill_share']:.0%}"),
             (f"generation ({regime}): speedup", f"{g['batched_vs_sequential_speedup']:.2f}x"),
             (f"generation ({regime}): outputs identical", f"{g['identical_fraction']:.1%}"),
-        ]
-    rows += [
-        ("pruning: layers", f"{prune['layers_full']} -> {prune['layers_pruned']}"),
-        ("pruning: prefill ms b1, full / pruned", f"{full['prefill_ms_b1']:.2f} / {pruned['prefill_ms_b1']:.2f}"),
-        (f"pruning: prefill ms {b}, full / pruned", f"{full[f'prefill_ms_{b}']:.2f} / {pruned[f'prefill_ms_{b}']:.2f}"),
-        ("pruning: decode tokens/s b1, full / pruned",
-         f"{full['decode_tokens_per_s_b1']:.1f} / {pruned['decode_tokens_per_s_b1']:.1f}"),
-        (f"pruning: decode tokens/s {b}, full / pruned",
-         f"{full[f'decode_tokens_per_s_{b}']:.1f} / {pruned[f'decode_tokens_per_s_{b}']:.1f}"),
-        ("pruning: ideal speedup (FLOPs)", f"{prune['ideal_speedup']:.4f}"),
-        (f"pruning: decode speedup b1 / {b}",
-         f"{prune['decode_speedup_b1']:.4f} / {prune[f'decode_speedup_{b}']:.4f}"),
-        (f"pruning: decode speedup / ideal, b1 / {b}",
-         f"{prune['decode_vs_ideal_b1']:.3f} / {prune[f'decode_vs_ideal_{b}']:.3f}"),
-        (f"pruning: prefill speedup b1 / {b}",
-         f"{prune['prefill_speedup_b1']:.4f} / {prune[f'prefill_speedup_{b}']:.4f}"),
-        (f"MFU full model: prefill / decode {b}", f"{mfu[f'full_prefill_{b}']:.2%} / {mfu[f'full_decode_{b}']:.2%}"),
-        ("training: padding, stage / random",
-         f"{train['padding_fraction']:.1%} / {train['random_padding_fraction']:.1%}"),
-        ("training: real tokens/s, stage / random",
-         f"{train['tokens_per_s']:.0f} / {train['random_tokens_per_s']:.0f}"),
-        ("training: MFU (LoRA)", f"{train['mfu']:.2%}"),
-    ]  # fmt: skip
+        ]  # fmt: skip
+    if prune:
+        full, pruned, b, mfu = prune["full"], prune["pruned"], f"b{prune['batch_size']}", prune["mfu"]
+        rows += [
+            ("pruning: layers", f"{prune['layers_full']} -> {prune['layers_pruned']}"),
+            ("pruning: prefill ms b1, full / pruned", f"{full['prefill_ms_b1']:.2f} / {pruned['prefill_ms_b1']:.2f}"),
+            (f"pruning: prefill ms {b}, full / pruned",
+             f"{full[f'prefill_ms_{b}']:.2f} / {pruned[f'prefill_ms_{b}']:.2f}"),
+            ("pruning: decode tokens/s b1, full / pruned",
+             f"{full['decode_tokens_per_s_b1']:.1f} / {pruned['decode_tokens_per_s_b1']:.1f}"),
+            (f"pruning: decode tokens/s {b}, full / pruned",
+             f"{full[f'decode_tokens_per_s_{b}']:.1f} / {pruned[f'decode_tokens_per_s_{b}']:.1f}"),
+            ("pruning: ideal speedup (FLOPs)", f"{prune['ideal_speedup']:.4f}"),
+            (f"pruning: decode speedup b1 / {b}",
+             f"{prune['decode_speedup_b1']:.4f} / {prune[f'decode_speedup_{b}']:.4f}"),
+            (f"pruning: decode speedup / ideal, b1 / {b}",
+             f"{prune['decode_vs_ideal_b1']:.3f} / {prune[f'decode_vs_ideal_{b}']:.3f}"),
+            (f"pruning: prefill speedup b1 / {b}",
+             f"{prune['prefill_speedup_b1']:.4f} / {prune[f'prefill_speedup_{b}']:.4f}"),
+            (f"MFU full model: prefill / decode {b}",
+             f"{mfu[f'full_prefill_{b}']:.2%} / {mfu[f'full_decode_{b}']:.2%}"),
+        ]  # fmt: skip
+    if train:
+        rows += [
+            ("training: trainer, batch, max length", f"{train['trainer']}, {train['batch_size']}, "
+             f"{train['max_seq_length']}"),
+            ("training: padding, stage / random",
+             f"{train['padding_fraction']:.1%} / {train['random_padding_fraction']:.1%}"),
+            ("training: real tokens/s, stage / random",
+             f"{train['tokens_per_s']:.0f} / {train['random_tokens_per_s']:.0f}"),
+            ("training: MFU (LoRA)", f"{train['mfu']:.2%}"),
+        ]  # fmt: skip
     header = (
-        f"{setup['source']}; generation on {gen['model']}; {setup['device']} ({setup['device_name']}), "
+        f"{setup['source']}; generation on {gen.get('model', '-')}; {setup['device']} ({setup['device_name']}), "
         f"{setup['dtype']}, {setup['threads']} threads, "
         f"mode {setup['mode']}; peak {hw['peak_tflops']:.3g} TFLOP/s ({hw['peak_source']})"
     )

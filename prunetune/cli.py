@@ -116,6 +116,7 @@ def bench(args: argparse.Namespace) -> None:
             regimes=tuple(args.regime or ("eval", "fixed_length")),
             gen_repeats=args.gen_repeats,
             on_section=write,
+            sections=tuple(args.section or ("generation", "pruning", "training")),
         )
         print("\n".join(summary_lines(result)))
 
@@ -267,6 +268,12 @@ def main(argv: list[str] | None = None) -> None:
         help="generation regime to time, repeatable (default: both: as eval runs it, and every prompt at max length)",
     )
     timing.add_argument("--gen-repeats", type=int, help="generation passes of each kind (default: the mode's)")
+    timing.add_argument(
+        "--section",
+        action="append",
+        choices=["generation", "pruning", "training"],
+        help="measure only this section, repeatable (default: all three)",
+    )
     timing.set_defaults(run=bench)
     split = commands.add_parser("bench-split", help="split time and duplicates found on planted synthetic corpora")
     split.add_argument(

@@ -5,8 +5,12 @@
 #          length-grouped fine-tune rows, eval batch 32, bf16) with speed.batch_size 32: batched against one-at-a-time
 #          generation, pruned decode against the FLOP ideal at batch 1 and 32, LoRA tokens/s and MFU through the
 #          finetune stage's own trainer (training.build_trainer);
+#   levers the training section again with what an H200 allows (TRAIN_LEVER: batch 8 rows, no gradient
+#          checkpointing), the before/after of the MFU lever;
 #   smoke  `prunetune smoke --direct --no-vocab-guard` on the same config at Llama-3.2-1B's full width: every stage's
 #          wall time and peak GPU memory.
+# Files in $OUT (at most 8 come back from the device): env.txt, configs.yaml, bench.json, bench-levers.json, bench.log,
+# smoke.json, smoke.log.
 # Each section runs under its own time limit and writes to $OUT as it goes, so a cut-off section loses only itself.
 #
 #   OUT=/tmp/gpu-out scripts/gpu_bench.sh [env] [bench] [smoke]           (default: all three)
@@ -28,7 +32,9 @@ BENCH_S=${BENCH_S:-240}
 SMOKE_S=${SMOKE_S:-240}
 MODEL_OVERRIDES=${MODEL_OVERRIDES:-}
 ARTICLES=${ARTICLES:-425}
-SECTIONS=${*:-env bench smoke}
+LEVERS_S=${LEVERS_S:-90}
+TRAIN_LEVER=${TRAIN_LEVER:-'{"batch_size": 8, "gradient_checkpointing": false}'}
+SECTIONS=${*:-env bench levers smoke}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 TQDM_DISABLE=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 if compgen -G ".whl/*.whl" >/dev/null; then  # packages the device lacks, carried as wheels (no network there)
@@ -42,9 +48,10 @@ started=$(date +%s)
 stamp() { echo "[$(( $(date +%s) - started )) s] $*"; }
 
 # The configs measured: the smoke config's settings, with the overrides above (written to $OUT: what was run).
-$PY - "$OUT" "$GEN_MAX_NEW" "$WIDTH" "$MODEL_OVERRIDES" <<'EOF' || exit 1
+CFG=/tmp/gpu-configs; mkdir -p $CFG
+$PY - "$CFG" "$GEN_MAX_NEW" "$WIDTH" "$MODEL_OVERRIDES" "$TRAIN_LEVER" <<'EOF' || exit 1
 import json, os, sys, yaml
-out, cap, width, overrides = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+out, cap, width, overrides, lever = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 params = yaml.safe_load(open("configs/smoke-real-shapes.yaml"))
 bench = json.loads(json.dumps(params))
 bench["eval"]["max_new_tokens"] = {task: min(n, cap) for task, n in bench["eval"]["max_new_tokens"].items()}
@@ -56,10 +63,13 @@ smoke["model"]["tiny"].update(json.loads(overrides or "{}"))
 bench["model"]["tiny"].update(json.loads(overrides or "{}"))
 if os.path.isdir(".minilm"):  # MiniLM's weights in fp16: its 83 MB wheel exceeds what travels to the device
     smoke["eval"]["bertscore_model"] = os.path.abspath(".minilm")
-for name, config in (("bench", bench), ("smoke", smoke)):
-    with open(f"{out}/{name}-config.yaml", "w") as f:
+levers = json.loads(json.dumps(bench))
+levers["train"].update(json.loads(lever))
+for name, config in (("bench", bench), ("levers", levers), ("smoke", smoke)):
+    with open(f"{out}/{name}.yaml", "w") as f:
         yaml.safe_dump(config, f, sort_keys=False)
 EOF
+for name in bench levers smoke; do echo "--- # $name"; cat "$CFG/$name.yaml"; done > "$OUT/configs.yaml"
 
 for section in $SECTIONS; do
     case $section in
@@ -74,17 +84,23 @@ for section in $SECTIONS; do
         # the smoke corpus (prunetune.smoke's generator, seeded), where the config's data.source points
         $PY -c "from prunetune.smoke import generate_articles, write_corpus; write_corpus('data/smoke/articles.jsonl', generate_articles($ARTICLES))"
         regime_args=(); for r in $REGIMES; do regime_args+=(--regime "$r"); done
-        timeout "$BENCH_S" $PY -m prunetune.cli bench --arch "$ARCH" --random-init --params "$OUT/bench-config.yaml" \
+        timeout "$BENCH_S" $PY -m prunetune.cli bench --arch "$ARCH" --random-init --params "$CFG/bench.yaml" \
             --prompts-per-task 32 --gen-repeats "$GEN_REPEATS" "${regime_args[@]}" --quick \
             --json "$OUT/bench.json" > "$OUT/bench.log" 2>&1
         echo "bench exit $?" >> "$OUT/bench.log"; tail -40 "$OUT/bench.log" ;;
+    levers)
+        stamp "bench --section training with $TRAIN_LEVER"
+        timeout "$LEVERS_S" $PY -m prunetune.cli bench --arch "$ARCH" --random-init --params "$CFG/levers.yaml" \
+            --section training --quick --json "$OUT/bench-levers.json" > "$OUT/levers.log" 2>&1
+        echo "levers exit $?" >> "$OUT/levers.log"; tail -8 "$OUT/levers.log"
+        { echo "=== levers"; cat "$OUT/levers.log"; } >> "$OUT/bench.log"; rm -f "$OUT/levers.log" ;;
     smoke)
         stamp "smoke --direct at width $WIDTH"
-        timeout "$SMOKE_S" $PY -m prunetune.cli smoke --direct --no-vocab-guard --config "$OUT/smoke-config.yaml" \
+        timeout "$SMOKE_S" $PY -m prunetune.cli smoke --direct --no-vocab-guard --config "$CFG/smoke.yaml" \
             --articles "$ARTICLES" --workdir /tmp/prunetune-smoke --json "$OUT/smoke.json" > "$OUT/smoke.log" 2>&1
         echo "smoke exit $?" >> "$OUT/smoke.log"; tail -25 "$OUT/smoke.log"
-        for f in /tmp/prunetune-smoke/smoke_*.log; do echo "== $f"; tail -4 "$f"; done > "$OUT/smoke-stages.log" 2>/dev/null ;;
-    *) echo "gpu_bench: unknown section $section (env, bench, smoke)"; exit 2 ;;
+        for f in /tmp/prunetune-smoke/smoke_*.log; do echo "== $f"; tail -4 "$f"; done >> "$OUT/smoke.log" 2>/dev/null ;;
+    *) echo "gpu_bench: unknown section $section (env, bench, levers, smoke)"; exit 2 ;;
     esac
 done
 stamp "done"
