@@ -123,3 +123,49 @@ def test_real_size_arch_needs_random_init(tmp_path, monkeypatch):
 
     with pytest.raises(PrunetuneError, match="--random-init"):
         run_bench(arch="llama-3.2-1b", random_init=False, device_name="cpu", params_path=str(ROOT / "params.yaml"))
+
+
+def test_timed_steps_runs_the_stages_trainer_and_restores_its_arguments(tiny_model, tmp_path):
+    """training.timed_steps: trainer.train() for N optimizer steps, nothing evaluated or saved, every step's real
+    tokens counted by the trainer itself, and the stage's arguments as they were afterwards."""
+    from prunetune.training import timed_steps
+
+    model, tokenizer = tiny_model
+    params = {"train": {**TRAIN_TEST_CFG, "batch_size": 2}, "lora": LORA_TEST_CFG}
+    trainer, batches = training_loaders(copy.deepcopy(model), tokenizer, chat_examples(2), params, torch.device("cpu"))
+    before = {k: getattr(trainer.args, k) for k in ("eval_strategy", "save_strategy", "max_steps", "eval_on_start")}
+    steps = timed_steps(trainer, 3, sampling="random")
+    assert len(steps) == 3 and all(s["seconds"] > 0 for s in steps)
+    # each step trains one batch of 2 rows: its real tokens are between the 2 shortest and the 2 longest rows'
+    lengths = sorted(len(ids) for ids in trainer.train_dataset["input_ids"])
+    assert all(sum(lengths[:2]) <= s["tokens"] <= sum(lengths[-2:]) for s in steps)
+    assert {k: getattr(trainer.args, k) for k in before} == before
+    assert trainer.args.train_sampling_strategy == "group_by_length"
+    assert not any(tmp_path.iterdir()) and not list(Path(trainer.args.output_dir).glob("checkpoint-*"))
+
+
+def test_generation_times_the_fine_tuned_model_when_the_pipeline_has_it(tiny_model, tmp_path, monkeypatch):
+    from prunetune.benchsetup import generation_model
+    from prunetune.models import save_model
+
+    model, tokenizer = tiny_model
+    origin = {"pipeline_models": True}
+    monkeypatch.setattr("prunetune.benchsetup.FT_FULL", tmp_path / "ft_full")
+    assert generation_model(model, origin, torch.device("cpu")) == (model, "models/base")
+    save_model(model, tokenizer, tmp_path / "ft_full", {"source": "test"})
+    loaded, name = generation_model(model, origin, torch.device("cpu"))
+    assert name == str(tmp_path / "ft_full") and loaded is not model
+    assert generation_model(model, {"pipeline_models": False}, torch.device("cpu"))[1] == "the full model (random init)"
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [("sections", ("speed",), "bench --section: must be among generation, pruning, training"),
+     ("regimes", ("greedy",), "bench --regime: must be among eval, fixed_length"),
+     ("gen_repeats", 0, "bench --gen-repeats: must be >= 1")],
+)  # fmt: skip
+def test_bad_bench_options_are_one_line(option, value, message):
+    from prunetune.bench import run_bench
+
+    with pytest.raises(PrunetuneError, match=message):
+        run_bench(device_name="cpu", params_path=str(ROOT / "params.yaml"), **{option: value})
