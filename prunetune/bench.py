@@ -10,20 +10,31 @@ except pruning's per-step timings (interquartile means, efficiency.timed_turns):
 
 Models: the pipeline's models/base and models/pruned when both exist (the models the study measures); otherwise,
 or with --random-init, a freshly built model of the chosen --arch with random weights, pruned by params.yaml's
-prune section (a method that needs calibration falls back to dropping the last layer).
+prune section (a method that needs calibration falls back to dropping the last layer). Generation is timed on
+models/ft_full when it exists (the model whose answers are as long as the study's), else on the full model, in two
+regimes: as eval runs it (end tokens stop a prompt) and at fixed length (every prompt decodes max_new_tokens).
 """
 
 from __future__ import annotations
 
 import resource
+from collections.abc import Callable
 from dataclasses import replace
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from prunetune.benchsections import bench_generation, bench_prompts, bench_pruning, bench_training, training_loaders
-from prunetune.benchsetup import build_models, check_arch, load_splits, peak_flops
+from prunetune.benchsections import (
+    REGIMES,
+    bench_generation,
+    bench_prompts,
+    bench_pruning,
+    bench_training,
+    training_loaders,
+)
+from prunetune.benchsetup import build_models, check_arch, generation_model, load_splits, machine, peak_flops
 from prunetune.config import PrunetuneError
 from prunetune.models import count_parameters
 from prunetune.params import load_all
@@ -34,6 +45,7 @@ MODES: dict[str, dict[str, Any]] = {
     "quick": {"prompts_per_task": None, "gen_repeats": 3, "speed_repeats": 21, "new_tokens": 32, "train_steps": 6},
     "smoke": {"prompts_per_task": 2, "gen_repeats": 1, "speed_repeats": 1, "new_tokens": 2, "train_steps": 1},
 }
+SECTIONS = ("generation", "pruning", "training")
 SMOKE_LIMITS = {"max_new_tokens": 3, "prompt_tokens": 16, "batch_size": 2, "train_batch_size": 2}
 
 # ---------------------------------------------------------------- the whole benchmark
@@ -60,8 +72,16 @@ def run_bench(
     prompts_per_task: int | None = None,
     threads: int | None = None,
     params_path: str = "params.yaml",
+    regimes: tuple[str, ...] = tuple(REGIMES),
+    gen_repeats: int | None = None,
+    on_section: Callable[[dict[str, Any]], None] | None = None,
+    sections: tuple[str, ...] = SECTIONS,
 ) -> dict[str, Any]:
-    """Every section on one model pair, in one process; returns the figures as a nested dict."""
+    """Every section on one model pair, in one process; returns the figures as a nested dict. regimes: which
+    generation regimes (REGIMES) to time; gen_repeats: generation passes of each kind (default: the mode's);
+    on_section: called with the figures so far after each section (a run cut off keeps what it measured);
+    sections: which of SECTIONS to measure."""
+    done = on_section or (lambda result: None)
     from prunetune.models import pick_device, pick_dtype
 
     check_arch(arch, random_init)
@@ -69,6 +89,7 @@ def run_bench(
         ("--threads", threads),
         ("--batch-size", batch_size),
         ("--prompts-per-task", prompts_per_task),
+        ("--gen-repeats", gen_repeats),
     ):
         if value is not None and value < 1:
             raise PrunetuneError(f"bench {option}: must be >= 1, got {value}")
@@ -85,6 +106,13 @@ def run_bench(
     settings = dict(MODES[mode])
     if prompts_per_task is not None:
         settings["prompts_per_task"] = prompts_per_task
+    if gen_repeats is not None:
+        settings["gen_repeats"] = gen_repeats
+    if not sections or any(section not in SECTIONS for section in sections):
+        raise PrunetuneError(f"bench --section: must be among {', '.join(SECTIONS)}, got {', '.join(sections)}")
+    unknown = [regime for regime in regimes if regime not in REGIMES]
+    if unknown or not regimes:
+        raise PrunetuneError(f"bench --regime: must be among {', '.join(REGIMES)}, got {', '.join(unknown) or 'none'}")
     eval_cfg = params["eval"]
     limits = eval_cfg.max_new_tokens.to_dict()
     speed_cfg = replace(params["speed"], new_tokens=settings["new_tokens"], repeats=settings["speed_repeats"])
@@ -96,7 +124,7 @@ def run_bench(
         params["train"] = replace(params["train"], batch_size=SMOKE_LIMITS["train_batch_size"])
     gen_batch = batch_size or eval_cfg.batch_size
 
-    splits = load_splits(params)
+    splits = load_splits(params, pipeline=Path(params_path).resolve() == Path("params.yaml").resolve())
     full, pruned, tokenizer, origin = build_models(arch, random_init, params, splits, device)
     dtype = pick_dtype(device)
     hardware = peak_flops(device, dtype)
@@ -111,64 +139,95 @@ def run_bench(
             "dtype": str(dtype).removeprefix("torch."),
             "threads": torch.get_num_threads(),
             "params_full": count_parameters(full),
+            "params": params_path,
+            "machine": machine(),
             "versions": {package: version(package) for package in ("torch", "transformers", "trl", "peft")},
         },
         "hardware": hardware,
     }
 
-    _reset_memory(device)
-    prompts = bench_prompts(tokenizer, splits, settings["prompts_per_task"], params["data"].chat_date)
-    result["generation"] = bench_generation(full, tokenizer, prompts, limits, gen_batch, settings["gen_repeats"])
-    result["generation"]["peak_memory_mb"] = _memory_mb(device)
+    if "generation" in sections:
+        _reset_memory(device)
+        prompts = bench_prompts(tokenizer, splits, settings["prompts_per_task"], params["data"].chat_date)
+        gen_model, gen_name = generation_model(full, origin, device)
+        result["generation"] = {"model": gen_name}
+        for regime in regimes:
+            result["generation"][regime] = bench_generation(
+                gen_model, tokenizer, prompts, limits, gen_batch, settings["gen_repeats"], REGIMES[regime]
+            )
+        result["generation"]["peak_memory_mb"] = _memory_mb(device)
+        done(result)
+        del gen_model
 
-    _reset_memory(device)
-    result["pruning"] = bench_pruning(full, pruned, speed_cfg, hardware["peak_tflops"])
-    result["pruning"]["removed_layers"] = origin["removed_layers"]
-    result["pruning"]["peak_memory_mb"] = _memory_mb(device)
+    if "pruning" in sections:
+        _reset_memory(device)
+        result["pruning"] = bench_pruning(full, pruned, speed_cfg, hardware["peak_tflops"])
+        result["pruning"]["removed_layers"] = origin["removed_layers"]
+        result["pruning"]["peak_memory_mb"] = _memory_mb(device)
+        done(result)
     del pruned
 
-    _reset_memory(device)
-    train_examples = splits["train"][: 4 * params["train"].batch_size] if mode == "smoke" else splits["train"]
-    trainer, batches = training_loaders(full, tokenizer, train_examples, params, device, params["data"].chat_date)
-    result["training"] = bench_training(trainer, batches, settings["train_steps"], hardware["peak_tflops"])
-    result["training"]["peak_memory_mb"] = _memory_mb(device)
+    if "training" in sections:
+        _reset_memory(device)
+        train_examples = splits["train"][: 4 * params["train"].batch_size] if mode == "smoke" else splits["train"]
+        trainer, batches = training_loaders(full, tokenizer, train_examples, params, device, params["data"].chat_date)
+        result["training"] = bench_training(trainer, batches, settings["train_steps"], hardware["peak_tflops"])
+        result["training"]["peak_memory_mb"] = _memory_mb(device)
+        done(result)
     return result
 
 
 def summary_lines(result: dict[str, Any]) -> list[str]:
     """The headline figures as a Markdown table (what BENCHMARKS.md records)."""
-    gen, prune, train, setup, hw = (result[k] for k in ("generation", "pruning", "training", "setup", "hardware"))
-    full, pruned, b = prune["full"], prune["pruned"], f"b{prune['batch_size']}"
-    mfu = prune["mfu"]
-    rows = [
-        ("generation: one-at-a-time", f"{gen['sequential_s']:.2f} s, {gen['sequential_tokens_per_s']:.1f} tokens/s"),
-        (f"generation: batched ({gen['batch_size']})",
-         f"{gen['batched_s']:.2f} s, {gen['batched_tokens_per_s']:.1f} tokens/s"),
-        ("generation: speedup", f"{gen['batched_vs_sequential_speedup']:.2f}x"),
-        ("generation: outputs identical", f"{gen['outputs_identical']} ({gen['prompts']} prompts)"),
-        ("pruning: layers", f"{prune['layers_full']} -> {prune['layers_pruned']}"),
-        ("pruning: prefill ms b1, full / pruned", f"{full['prefill_ms_b1']:.2f} / {pruned['prefill_ms_b1']:.2f}"),
-        (f"pruning: prefill ms {b}, full / pruned", f"{full[f'prefill_ms_{b}']:.2f} / {pruned[f'prefill_ms_{b}']:.2f}"),
-        ("pruning: decode tokens/s b1, full / pruned",
-         f"{full['decode_tokens_per_s_b1']:.1f} / {pruned['decode_tokens_per_s_b1']:.1f}"),
-        (f"pruning: decode tokens/s {b}, full / pruned",
-         f"{full[f'decode_tokens_per_s_{b}']:.1f} / {pruned[f'decode_tokens_per_s_{b}']:.1f}"),
-        ("pruning: ideal speedup (FLOPs)", f"{prune['ideal_speedup']:.4f}"),
-        (f"pruning: decode speedup b1 / {b}",
-         f"{prune['decode_speedup_b1']:.4f} / {prune[f'decode_speedup_{b}']:.4f}"),
-        (f"pruning: decode speedup / ideal, b1 / {b}",
-         f"{prune['decode_vs_ideal_b1']:.3f} / {prune[f'decode_vs_ideal_{b}']:.3f}"),
-        (f"pruning: prefill speedup b1 / {b}",
-         f"{prune['prefill_speedup_b1']:.4f} / {prune[f'prefill_speedup_{b}']:.4f}"),
-        (f"MFU full model: prefill / decode {b}", f"{mfu[f'full_prefill_{b}']:.2%} / {mfu[f'full_decode_{b}']:.2%}"),
-        ("training: padding, stage / random",
-         f"{train['padding_fraction']:.1%} / {train['random_padding_fraction']:.1%}"),
-        ("training: real tokens/s, stage / random",
-         f"{train['tokens_per_s']:.0f} / {train['random_tokens_per_s']:.0f}"),
-        ("training: MFU (LoRA)", f"{train['mfu']:.2%}"),
-    ]  # fmt: skip
+    setup, hw = result["setup"], result["hardware"]
+    gen, prune, train = (result.get(k, {}) for k in SECTIONS)
+    rows = []
+    for regime in (regime for regime in REGIMES if regime in gen):
+        g = gen[regime]
+        rows += [
+            (f"generation ({regime}): new tokens per prompt",
+             f"{g['new_tokens_per_prompt']:.1f} ({g['prompts']} prompts)"),
+            (f"generation ({regime}): one-at-a-time", f"{g['sequential_s']:.2f} s, {g['sequential_tokens_per_s']:.1f} "
+             f"tokens/s, prefill {g['sequential_prefill_share']:.0%}"),
+            (f"generation ({regime}): batched ({g['batch_size']})", f"{g['batched_s']:.2f} s, "
+             f"{g['batched_tokens_per_s']:.1f} tokens/s, prefill {g['batched_prefill_share']:.0%}"),
+            (f"generation ({regime}): speedup", f"{g['batched_vs_sequential_speedup']:.2f}x"),
+            (f"generation ({regime}): outputs identical", f"{g['identical_fraction']:.1%}"),
+        ]  # fmt: skip
+    if prune:
+        full, pruned, b, mfu = prune["full"], prune["pruned"], f"b{prune['batch_size']}", prune["mfu"]
+        rows += [
+            ("pruning: layers", f"{prune['layers_full']} -> {prune['layers_pruned']}"),
+            ("pruning: prefill ms b1, full / pruned", f"{full['prefill_ms_b1']:.2f} / {pruned['prefill_ms_b1']:.2f}"),
+            (f"pruning: prefill ms {b}, full / pruned",
+             f"{full[f'prefill_ms_{b}']:.2f} / {pruned[f'prefill_ms_{b}']:.2f}"),
+            ("pruning: decode tokens/s b1, full / pruned",
+             f"{full['decode_tokens_per_s_b1']:.1f} / {pruned['decode_tokens_per_s_b1']:.1f}"),
+            (f"pruning: decode tokens/s {b}, full / pruned",
+             f"{full[f'decode_tokens_per_s_{b}']:.1f} / {pruned[f'decode_tokens_per_s_{b}']:.1f}"),
+            ("pruning: ideal speedup (FLOPs)", f"{prune['ideal_speedup']:.4f}"),
+            (f"pruning: decode speedup b1 / {b}",
+             f"{prune['decode_speedup_b1']:.4f} / {prune[f'decode_speedup_{b}']:.4f}"),
+            (f"pruning: decode speedup / ideal, b1 / {b}",
+             f"{prune['decode_vs_ideal_b1']:.3f} / {prune[f'decode_vs_ideal_{b}']:.3f}"),
+            (f"pruning: prefill speedup b1 / {b}",
+             f"{prune['prefill_speedup_b1']:.4f} / {prune[f'prefill_speedup_{b}']:.4f}"),
+            (f"MFU full model: prefill / decode {b}",
+             f"{mfu[f'full_prefill_{b}']:.2%} / {mfu[f'full_decode_{b}']:.2%}"),
+        ]  # fmt: skip
+    if train:
+        rows += [
+            ("training: trainer, batch, max length", f"{train['trainer']}, {train['batch_size']}, "
+             f"{train['max_seq_length']}"),
+            ("training: padding, stage / random",
+             f"{train['padding_fraction']:.1%} / {train['random_padding_fraction']:.1%}"),
+            ("training: real tokens/s, stage / random",
+             f"{train['tokens_per_s']:.0f} / {train['random_tokens_per_s']:.0f}"),
+            ("training: MFU (LoRA)", f"{train['mfu']:.2%}"),
+        ]  # fmt: skip
     header = (
-        f"{setup['source']}; {setup['device']} ({setup['device_name']}), {setup['dtype']}, {setup['threads']} threads, "
+        f"{setup['source']}; generation on {gen.get('model', '-')}; {setup['device']} ({setup['device_name']}), "
+        f"{setup['dtype']}, {setup['threads']} threads, "
         f"mode {setup['mode']}; peak {hw['peak_tflops']:.3g} TFLOP/s ({hw['peak_source']})"
     )
     return [header, "", "| figure | value |", "|---|---|"] + [f"| {name} | {value} |" for name, value in rows]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import statistics
 import tempfile
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,14 +40,24 @@ def bench_prompts(
 
 
 def _generate_all(
-    model: Any, tokenizer: Any, prompts: dict[str, list[list[int]]], limits: dict[str, int], batch_size: int
+    model: Any,
+    tokenizer: Any,
+    prompts: dict[str, list[list[int]]],
+    limits: dict[str, int],
+    batch_size: int,
+    fixed_length: bool = False,
 ) -> list[dict[str, Any]]:
     """The eval stage's call, task by task (each with its own max_new_tokens)."""
     results = []
     for task, task_prompts in prompts.items():
         if task_prompts:
-            results += generate_greedy(model, tokenizer, task_prompts, limits[task], batch_size, desc=task)
+            results += generate_greedy(
+                model, tokenizer, task_prompts, limits[task], batch_size, desc=task, fixed_length=fixed_length
+            )
     return results
+
+
+REGIMES = {"eval": False, "fixed_length": True}  # regime name: fixed_length (min_new_tokens = max_new_tokens)
 
 
 def bench_generation(
@@ -58,42 +67,71 @@ def bench_generation(
     limits: dict[str, int],
     batch_size: int,
     repeats: int,
+    fixed_length: bool = False,
 ) -> dict[str, Any]:
     """One-at-a-time greedy decoding (the reference study's method) against the eval stage's batched decoding.
 
     Both decode the same prompts; each repeat runs one pass of each back to back, and the speedup is the median
-    of the per-repeat ratios. The texts (and token ids) must be identical."""
+    of the per-repeat ratios. The texts (and token ids) must be identical. Regime: as eval runs it (end tokens stop
+    a prompt) or fixed_length (every prompt decodes exactly its task's max_new_tokens). prefill_share: the time of
+    the same passes with one new token (prefill and one step) over the pass's time: where a pass's time goes."""
     device = model.device
+
+    def run(size: int, limits_: dict[str, int] = limits) -> list[dict[str, Any]]:
+        return _generate_all(model, tokenizer, prompts, limits_, size, fixed_length)
+
     warm = {task: p[:2] for task, p in prompts.items()}
-    _generate_all(model, tokenizer, warm, limits, 1)
-    _generate_all(model, tokenizer, warm, limits, batch_size)
+    for size in (1, batch_size):
+        _generate_all(model, tokenizer, warm, limits, size, fixed_length)
     sequential_s, batched_s, ratios = [], [], []
     for _ in tqdm(range(repeats), desc="generation: sequential vs batched"):
-        sequential, seconds_1 = timed(lambda: _generate_all(model, tokenizer, prompts, limits, 1), device)
-        batched, seconds_n = timed(lambda: _generate_all(model, tokenizer, prompts, limits, batch_size), device)
+        sequential, seconds_1 = timed(lambda: run(1), device)
+        batched, seconds_n = timed(lambda: run(batch_size), device)
         sequential_s.append(seconds_1)
         batched_s.append(seconds_n)
         ratios.append(seconds_1 / seconds_n)
-    same = [
-        s["token_ids"] == b["token_ids"] and s["text"] == b["text"] for s, b in zip(sequential, batched, strict=True)
-    ]
-    new_tokens = sum(g["new_tokens"] for g in batched)
-    return {
-        "prompts": len(same),
+    one_token = dict.fromkeys(limits, 1)
+    prefill_1 = statistics.median(timed(lambda: run(1, one_token), device)[1] for _ in range(repeats))
+    prefill_n = statistics.median(timed(lambda: run(batch_size, one_token), device)[1] for _ in range(repeats))
+    return generation_figures(sequential, batched, sequential_s, batched_s, ratios, (prefill_1, prefill_n)) | {
+        "regime": "fixed_length" if fixed_length else "eval",
         "prompts_per_task": {task: len(p) for task, p in prompts.items()},
         "prompt_tokens_mean": statistics.mean(len(p) for ps in prompts.values() for p in ps),
         "max_new_tokens": limits,
         "batch_size": batch_size,
+        "repeats": repeats,
+    }
+
+
+def generation_figures(
+    sequential: list[dict[str, Any]],
+    batched: list[dict[str, Any]],
+    sequential_s: list[float],
+    batched_s: list[float],
+    ratios: list[float],
+    prefill_s: tuple[float, float],
+) -> dict[str, Any]:
+    """The generation section's figures from the two passes' outputs and timings (medians over repeats);
+    outputs count as identical when token ids and text both match."""
+    same = [
+        s["token_ids"] == b["token_ids"] and s["text"] == b["text"] for s, b in zip(sequential, batched, strict=True)
+    ]
+    new_tokens = sum(g["new_tokens"] for g in batched)
+    seq_s, bat_s = statistics.median(sequential_s), statistics.median(batched_s)
+    return {
+        "prompts": len(same),
         "new_tokens": new_tokens,
+        "new_tokens_per_prompt": new_tokens / len(same),
         "hit_max_new_tokens": sum(g["hit_max_new_tokens"] for g in batched),
-        "sequential_s": statistics.median(sequential_s),
-        "batched_s": statistics.median(batched_s),
-        "sequential_tokens_per_s": sum(g["new_tokens"] for g in sequential) / statistics.median(sequential_s),
-        "batched_tokens_per_s": new_tokens / statistics.median(batched_s),
+        "sequential_s": seq_s,
+        "batched_s": bat_s,
+        "sequential_tokens_per_s": sum(g["new_tokens"] for g in sequential) / seq_s,
+        "batched_tokens_per_s": new_tokens / bat_s,
         "batched_vs_sequential_speedup": statistics.median(ratios),
+        "sequential_prefill_share": min(1.0, prefill_s[0] / seq_s),
+        "batched_prefill_share": min(1.0, prefill_s[1] / bat_s),
         "outputs_identical": all(same),
         "identical_fraction": sum(same) / len(same),
-        "repeats": repeats,
     }
 
 
@@ -140,81 +178,66 @@ def training_loaders(
     device: torch.device,
     date_string: str = DEFAULT_CHAT_DATE,
 ) -> tuple[Any, dict[str, list[dict[str, torch.Tensor]]]]:
-    """The finetune stage's trainer (its SFTConfig, collator and LoRA) and one epoch of its batches, once with the
-    stage's sampling and once with naive random sampling. The LoRA adapter is added to `model` in place."""
-    from trl import SFTTrainer
-
-    from prunetune.packing import collate
-    from prunetune.training import build_dataset, lora_config, sft_config
+    """The finetune stage's own trainer (training.build_trainer: HealingTrainer, its rows with train.share_prompts,
+    its answer-position loss) and one epoch of its batches, once with the stage's sampling and once with naive random
+    sampling. The LoRA adapter is added to `model` in place; the trainer's scratch dir is a temporary one."""
+    from prunetune.training import build_dataset, build_trainer, sft_config
 
     train_cfg, lora_cfg = as_section(TrainParams, params["train"]), as_section(LoraParams, params["lora"])
-    data, _ = build_dataset(train_examples, tokenizer, train_cfg.max_seq_length, date_string)  # one row per example
+    data, _ = build_dataset(train_examples, tokenizer, train_cfg.max_seq_length, date_string, train_cfg.share_prompts)
     if len(data) == 0:
         raise PrunetuneError("bench: no training example fits train.max_seq_length")
-    lora = lora_config(lora_cfg)
-    with tempfile.TemporaryDirectory() as scratch:
-        args = sft_config(train_cfg, Path(scratch), device)
-        trainer = SFTTrainer(
-            model=model,
-            args=args,
-            train_dataset=data,
-            eval_dataset=data,
-            processing_class=tokenizer,
-            data_collator=partial(collate, pad_token_id=tokenizer.pad_token_id),
-            peft_config=lora,
-        )
-        stage_strategy = args.train_sampling_strategy
-        batches = {}
-        for name, strategy in (("stage", stage_strategy), ("random", "random")):
-            trainer.args.train_sampling_strategy = strategy
-            batches[name] = list(trainer.get_train_dataloader())
-        trainer.args.train_sampling_strategy = stage_strategy
+    scratch = tempfile.mkdtemp(prefix="prunetune-bench-")  # the trainer's output_dir; it writes nothing there
+    args = sft_config(train_cfg, Path(scratch), device, bf16=model.dtype == torch.bfloat16)
+    trainer = build_trainer(model, tokenizer, lora_cfg, train_cfg, args, data, data)
+    stage_strategy = args.train_sampling_strategy
+    batches = {}
+    for name, strategy in (("stage", stage_strategy), ("random", "random")):
+        trainer.args.train_sampling_strategy = strategy
+        batches[name] = list(trainer.get_train_dataloader())
+    trainer.args.train_sampling_strategy = stage_strategy
     return trainer, batches
 
 
 def bench_training(
     trainer: Any, batches: dict[str, list[dict[str, torch.Tensor]]], steps: int, peak_tflops: float
 ) -> dict[str, Any]:
-    """Padding over a whole epoch, and LoRA training throughput (forward, backward, optimizer step) on the first
-    `steps` batches of each batching, taking turns step by step; tokens/s counts real (non-pad) tokens."""
+    """Padding over a whole epoch, and LoRA training throughput through the stage's trainer (trainer.train(): data,
+    forward, backward, optimizer step; training.timed_steps) for `steps` optimizer steps after one warm-up step, with
+    the stage's batching and then random batching; tokens/s counts real (non-pad) tokens."""
+    from prunetune.training import timed_steps
+
+    steps = max(1, min(steps, *(len(b) - 1 for b in batches.values())))
+    stage_strategy = trainer.args.train_sampling_strategy
+    timings = {
+        name: timed_steps(trainer, steps + 1, strategy)[1:]  # the first step warms up (kernels, allocator)
+        for name, strategy in (("stage", stage_strategy), ("random", "random"))
+    }
+    throughput = {name: [s["tokens"] / s["seconds"] for s in steps_] for name, steps_ in timings.items()}
     model = trainer.model
-    device = next(model.parameters()).device
-    model.train()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-
-    def step(batch: dict[str, torch.Tensor]) -> None:
-        inputs = {key: batch[key].to(device) for key in ("input_ids", "attention_mask", "labels")}
-        model(**inputs).loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    steps = min(steps, *(len(b) - 1 for b in batches.values()))
-    for name in batches:
-        step(batches[name][0])  # warm-up
-    throughput: dict[str, list[float]] = {name: [] for name in batches}
-    padded_throughput: dict[str, list[float]] = {name: [] for name in batches}
-    for index in tqdm(range(1, steps + 1), desc="training: stage vs random batching"):
-        for name in batches:
-            batch = batches[name][index]
-            _, seconds = timed(lambda batch=batch: step(batch), device)
-            throughput[name].append(int(batch["attention_mask"].sum()) / seconds)
-            padded_throughput[name].append(batch["attention_mask"].numel() / seconds)
     model.eval()
     config = model.get_base_model().config
     mean_length = statistics.mean(int(b["attention_mask"].sum(1).float().mean()) for b in batches["stage"])
     # LoRA: forward plus the backward for activations (frozen base weights get no weight gradient): 2x forward.
+    # Recomputation under gradient checkpointing is not counted (MFU counts the model's FLOPs, not the hardware's).
     train_flops_per_token = 2 * flops_per_token(config, mean_length // 2)
     stage_tokens_per_s = statistics.median(throughput["stage"])
     return {
-        "stage_batching": trainer.args.train_sampling_strategy,
+        "trainer": type(trainer).__name__,
+        "share_prompts": "branch_ids" in batches["stage"][0],
+        "loss": "answer positions only (HealingTrainer.compute_loss)",
+        "stage_batching": stage_strategy,
         "batch_size": trainer.args.per_device_train_batch_size,
-        "examples": sum(len(b["input_ids"]) for b in batches["stage"]),
+        "gradient_accumulation_steps": trainer.args.gradient_accumulation_steps,
+        "gradient_checkpointing": bool(trainer.args.activation_checkpointing),
+        "max_seq_length": trainer.args.max_length,
+        "rows": sum(len(b["input_ids"]) for b in batches["stage"]),
+        "mean_row_tokens": mean_length,
         "padding_fraction": padding_fraction(batches["stage"]),
         "random_padding_fraction": padding_fraction(batches["random"]),
         "tokens_per_s": stage_tokens_per_s,
         "random_tokens_per_s": statistics.median(throughput["random"]),
-        "padded_tokens_per_s": statistics.median(padded_throughput["stage"]),
-        "random_padded_tokens_per_s": statistics.median(padded_throughput["random"]),
+        "step_s": statistics.median(s["seconds"] for s in timings["stage"]),
         "speedup_vs_random": stage_tokens_per_s / statistics.median(throughput["random"]),
         "steps": steps,
         "mfu": stage_tokens_per_s * train_flops_per_token / (peak_tflops * 1e12),

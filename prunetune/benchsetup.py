@@ -71,10 +71,11 @@ def peak_flops(device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
 # ---------------------------------------------------------------- models and data
 
 
-def load_splits(params: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """The pipeline's splits from data/processed, or the split stage's logic run in memory when they are absent."""
+def load_splits(params: dict[str, Any], pipeline: bool = True) -> dict[str, list[dict[str, Any]]]:
+    """The pipeline's splits from data/processed (when `pipeline`: the params are params.yaml's), or the split stage's
+    logic run in memory on the params' data section when they are absent or another config is benchmarked."""
     paths = {name: Path(f"data/processed/{name}.jsonl") for name in ("train", "val", "test")}
-    if all(path.is_file() for path in paths.values()):
+    if pipeline and all(path.is_file() for path in paths.values()):
         return {name: read_jsonl(path) for name, path in paths.items()}
     from prunetune.data import prepare_corpus
 
@@ -121,7 +122,8 @@ def build_models(
         full, tokenizer = load_model(base, device=device, param="models/base")
         pruned, _ = load_model(pruned_dir, device=device, param="models/pruned")
         removed = read_meta(pruned_dir).get("removed_layers")
-        return full, pruned, tokenizer, {"source": "models/base and models/pruned", "removed_layers": removed}
+        origin = {"source": "models/base and models/pruned", "removed_layers": removed, "pipeline_models": True}
+        return full, pruned, tokenizer, origin
 
     have_tokenizer = (base / "tokenizer.json").is_file() and (base / "config.json").is_file()
     tokenizer = AutoTokenizer.from_pretrained(base) if have_tokenizer else _build_tokenizer(splits["train"], params)
@@ -139,4 +141,45 @@ def build_models(
     full = full.to(device=device, dtype=dtype).eval()
     removed = _removed_layers(params, len(decoder_layers(full)))
     pruned = remove_layers(copy.deepcopy(full), removed).eval()
-    return full, pruned, tokenizer, {"source": source, "removed_layers": removed}
+    return full, pruned, tokenizer, {"source": source, "removed_layers": removed, "pipeline_models": False}
+
+
+FT_FULL = Path("models/ft_full")
+
+
+def generation_model(full: Any, origin: dict[str, Any], device: torch.device) -> tuple[Any, str]:
+    """The model generation is timed on: the pipeline's fine-tuned full variant when it exists (eval spends most of
+    its generation on fine-tuned models, whose answers are as long as the study's), else the full model."""
+    from prunetune.models import load_model
+
+    if origin["pipeline_models"] and (FT_FULL / "config.json").is_file():
+        return load_model(FT_FULL, device=device, param=str(FT_FULL))[0], str(FT_FULL)
+    return full, "models/base" if origin["pipeline_models"] else "the full model (random init)"
+
+
+def machine() -> dict[str, Any]:
+    """What a report must say about where it was measured: CPU model and cores, the date, the commit."""
+    import datetime
+    import os
+    import subprocess
+
+    cpu = platform.processor()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                    if line.startswith("model name")), cpu)  # fmt: skip
+
+    def git(*args: str) -> str:
+        try:
+            done = subprocess.run(["git", *args], capture_output=True, text=True, check=False)
+        except OSError:  # no git on this machine (a copy of the tree, measured elsewhere)
+            return ""
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    return {
+        "cpu_model": cpu or "unknown",
+        "cores": os.cpu_count(),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": git("rev-parse", "--short", "HEAD") or os.environ.get("PRUNETUNE_COMMIT", "unknown"),
+        "uncommitted_changes": bool(git("status", "--porcelain", "--untracked-files=no")),
+    }

@@ -97,6 +97,11 @@ def bench(args: argparse.Namespace) -> None:
     from prunetune.config import run_stage
     from prunetune.jsonio import check_writable, write_json
 
+    def write(result: dict) -> None:
+        if args.json:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            write_json(args.json, result)
+
     def measure() -> None:
         if args.json:
             check_writable(args.json, "--json")  # before the work, not after it
@@ -108,9 +113,12 @@ def bench(args: argparse.Namespace) -> None:
             batch_size=args.batch_size,
             prompts_per_task=args.prompts_per_task,
             threads=args.threads,
+            params_path=args.params,
+            regimes=tuple(args.regime or ("eval", "fixed_length")),
+            gen_repeats=args.gen_repeats,
+            on_section=write,
+            sections=tuple(args.section or ("generation", "pruning", "training")),
         )
-        if args.json:
-            write_json(args.json, result)
         print("\n".join(summary_lines(result)))
 
     run_stage(measure)
@@ -199,7 +207,14 @@ def smoke(args: argparse.Namespace) -> None:
         if args.json:
             check_writable(args.json, "--json")  # before the work, not after it
         root = Path(__file__).resolve().parents[1]
-        results = run_smoke(root, args.workdir.resolve(), args.config, args.articles)
+        results = run_smoke(
+            root,
+            args.workdir.resolve(),
+            args.config,
+            args.articles,
+            direct=args.direct,
+            vocab_guard=not args.no_vocab_guard,
+        )
         if args.json:
             write_json(args.json, results)
         print(table(results))
@@ -278,6 +293,22 @@ def main(argv: list[str] | None = None) -> None:
         "--prompts-per-task", type=int, help="generation prompts per task (default: all of the test split)"
     )
     timing.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice, one per core)")
+    timing.add_argument(
+        "--params", default="params.yaml", help="params file whose settings are benchmarked (default: %(default)s)"
+    )
+    timing.add_argument(
+        "--regime",
+        action="append",
+        choices=["eval", "fixed_length"],
+        help="generation regime to time, repeatable (default: both: as eval runs it, and every prompt at max length)",
+    )
+    timing.add_argument("--gen-repeats", type=int, help="generation passes of each kind (default: the mode's)")
+    timing.add_argument(
+        "--section",
+        action="append",
+        choices=["generation", "pruning", "training"],
+        help="measure only this section, repeatable (default: all three)",
+    )
     timing.set_defaults(run=bench)
     split = commands.add_parser("bench-split", help="split time and duplicates found on planted synthetic corpora")
     split.add_argument(
@@ -316,6 +347,12 @@ def main(argv: list[str] | None = None) -> None:
         help="generated articles; about 400 remain after Fact & Figures are excluded (default: %(default)s)",
     )
     smoking.add_argument("--json", help="write every stage's figures to this JSON file")
+    smoking.add_argument(
+        "--direct", action="store_true", help="run dvc.lock's stage commands in a plain copy (no git, no dvc needed)"
+    )
+    smoking.add_argument(
+        "--no-vocab-guard", action="store_true", help="no full-vocabulary tensor check (its hook slows GPU timings)"
+    )
     smoking.set_defaults(run=smoke)
     page = commands.add_parser("plots-template", help="write the offline HTML template for `dvc plots show`")
     page.add_argument("--out", default=".dvc/plots/offline.html", help="where (default: %(default)s)")

@@ -5,6 +5,7 @@ The sections' types and ranges are in params.py."""
 from __future__ import annotations
 
 import gc
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -82,7 +83,8 @@ def require(condition: bool, param: str, problem: str) -> None:
 def run_stage(main: Callable[[], None]) -> None:
     """Run a stage's main; bad input ends in one line on stderr and exit status 1, Ctrl-C in one line and 130.
 
-    With PRUNETUNE_VOCAB_GUARD set, main runs under prunetune.memguard's check on full-vocabulary tensors."""
+    With PRUNETUNE_VOCAB_GUARD set, main runs under prunetune.memguard's check on full-vocabulary tensors; with
+    PRUNETUNE_PEAK_LOG set, the process's peak GPU memory (null without one) is appended to that file (the smoke)."""
     # The stage's imports (torch, transformers: millions of objects) live until exit: the garbage collector need not
     # walk them again, during the run or in its final collection at exit (0.6 s of every stage process).
     gc.freeze()
@@ -100,6 +102,18 @@ def run_stage(main: Callable[[], None]) -> None:
     except KeyboardInterrupt:  # Ctrl-C: outputs are written whole or not at all, so nothing torn is left
         print("interrupted (Ctrl-C); run it again to finish (dvc repro: a fine-tune resumes)", file=sys.stderr)
         sys.exit(130)
+    finally:
+        if log := os.environ.get("PRUNETUNE_PEAK_LOG"):
+            _log_peak_gpu_memory(Path(log))
+
+
+def _log_peak_gpu_memory(log: Path) -> None:
+    """Append {"argv", "peak_gpu_mb"}: torch's allocated peak on the GPU, null when no GPU was used."""
+    torch = sys.modules.get("torch")  # never imported here: a stage that did not use torch used no GPU
+    used = torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized()
+    peak = torch.cuda.max_memory_allocated() / 2**20 if used else None
+    with log.open("a", encoding="utf-8") as out:
+        out.write(json.dumps({"argv": sys.argv, "peak_gpu_mb": peak}) + "\n")
 
 
 def stage_args(*names: str) -> list[str]:

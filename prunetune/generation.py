@@ -31,9 +31,13 @@ def generate_greedy(
     max_new_tokens: int,
     batch_size: int,
     desc: str = "generating",
+    fixed_length: bool = False,
 ) -> list[dict[str, Any]]:
     """Greedy continuations of token prompts, batched with left padding (prompts sorted by length to keep
-    padding small); per prompt: the text, its token ids and count, and whether it hit max_new_tokens."""
+    padding small); per prompt: the text, its token ids and count, and whether it hit max_new_tokens. With
+    fixed_length the end tokens are suppressed until max_new_tokens (min_new_tokens = max_new_tokens): every prompt
+    decodes exactly that many, which `prunetune bench` uses to time the decode loop alone."""
+    length = {"min_new_tokens": max_new_tokens} if fixed_length else {}
     stops = stop_token_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
@@ -50,6 +54,7 @@ def generate_greedy(
             num_beams=1,
             eos_token_id=stops,
             pad_token_id=pad_id,
+            **length,
         )
         for row, index in zip(output[:, width:].tolist(), batch, strict=True):
             ended = [position for position, token in enumerate(row) if token in stops]

@@ -150,10 +150,16 @@ def write_corpus(path: str | Path, articles: list[dict[str, Any]]) -> Path:
 # ---------------------------------------------------------------- running every stage
 
 
-def prepare_workdir(root: Path, workdir: Path, params: dict[str, Any], articles: int, **corpus: Any) -> Path:
-    """A fresh git repository at workdir holding root's tracked files, params.yaml replaced by `params` and the
-    generated corpus (generate_articles(articles, **corpus)) where params' data.source names it (a throwaway copy:
-    nothing in root is written)."""
+# what a copy without git needs (direct runs): the code, the pipeline's definition and its tracked inputs
+DIRECT_COPY = ("prunetune", "stages", "dvc.yaml", "dvc.lock", "configs", "data/sample")
+
+
+def prepare_workdir(
+    root: Path, workdir: Path, params: dict[str, Any], articles: int, use_git: bool = True, **corpus: Any
+) -> Path:
+    """A fresh git repository at workdir holding root's tracked files (without use_git: a plain copy of DIRECT_COPY),
+    params.yaml replaced by `params` and the generated corpus (generate_articles(articles, **corpus)) where params'
+    data.source names it (a throwaway copy: nothing in root is written)."""
     if workdir.exists():
         if workdir.is_file() or (any(workdir.iterdir()) and not (workdir / WORKDIR_SENTINEL).is_file()):
             raise PrunetuneError(
@@ -163,13 +169,21 @@ def prepare_workdir(root: Path, workdir: Path, params: dict[str, Any], articles:
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
     (workdir / WORKDIR_SENTINEL).write_text("a throwaway copy made by prunetune smoke; it may be deleted\n")
-    tracked = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True).stdout
-    for name in tracked.split():
-        if (root / name).is_file():
+    if not use_git:
+        for name in DIRECT_COPY:
+            copy = shutil.copytree if (root / name).is_dir() else shutil.copy2
             (workdir / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(root / name, workdir / name)
+            copy(root / name, workdir / name)
+    else:
+        tracked = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True).stdout
+        for name in tracked.split():
+            if (root / name).is_file():
+                (workdir / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(root / name, workdir / name)
     (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
     write_corpus(workdir / params["data"]["source"], generate_articles(articles, **corpus))
+    if not use_git:
+        return workdir
     env = {**os.environ, "GIT_AUTHOR_NAME": "smoke", "GIT_AUTHOR_EMAIL": "smoke@invalid"}
     env.update(GIT_COMMITTER_NAME="smoke", GIT_COMMITTER_EMAIL="smoke@invalid")
     for command in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "smoke"]):
@@ -187,12 +201,39 @@ def run_measured(command: list[str], cwd: Path, env: dict[str, str], log: Path) 
     return process.returncode, time.perf_counter() - started, usage.ru_maxrss / 1024  # Linux: KB
 
 
-def run_smoke(
-    root: Path, workdir: Path, config: Path = SMOKE_CONFIG, articles: int = 425, max_rows: int = 256
-) -> list[dict[str, Any]]:
-    """Every stage of dvc.yaml under `dvc repro --single-item`, in order, each measured; stops at a failure.
+def stage_commands(workdir: Path) -> dict[str, str]:
+    """Each stage's command as dvc.lock records it (foreach stages resolved): what a direct run executes."""
+    lock = yaml.safe_load((workdir / "dvc.lock").read_text(encoding="utf-8"))["stages"]
+    missing = [stage for stage in STAGES if stage not in lock]
+    if missing:
+        raise PrunetuneError(f"smoke --direct: dvc.lock has no stage {', '.join(missing)}; run `dvc repro` once")
+    return {stage: lock[stage]["cmd"] for stage in STAGES}
 
-    Each stage runs under the full-vocabulary tensor guard (vocabulary from the config, at most max_rows rows)."""
+
+def peak_gpu_mb(log: Path, seen: int) -> float | None:
+    """The largest peak GPU memory the stage's processes logged (config.run_stage, PRUNETUNE_PEAK_LOG), if any."""
+    if not log.exists():
+        return None
+    peaks = [json.loads(line)["peak_gpu_mb"] for line in log.read_text().splitlines()[seen:]]
+    peaks = [peak for peak in peaks if peak is not None]
+    return round(max(peaks)) if peaks else None
+
+
+def run_smoke(
+    root: Path,
+    workdir: Path,
+    config: Path = SMOKE_CONFIG,
+    articles: int = 425,
+    max_rows: int = 256,
+    direct: bool = False,
+    vocab_guard: bool = True,
+) -> list[dict[str, Any]]:
+    """Every stage of dvc.yaml under `dvc repro --single-item`, in order, each measured; stops at a failure. With
+    direct, each stage's dvc.lock command runs as it is, in a plain copy (a machine without git or dvc).
+
+    Each stage runs under the full-vocabulary tensor guard (vocabulary from the config, at most max_rows rows) unless
+    vocab_guard is off (its per-operator hook would slow a GPU's many small kernels: timings without it)."""
+
     if not (root / config).is_file():
         raise PrunetuneError(f"--config {config}: no such file (a path relative to {root}, or absolute)")
     if articles < MIN_ARTICLES:
@@ -200,23 +241,28 @@ def run_smoke(
     load_all(root / config)  # every section typed and ranged, as params.yaml is, before anything runs
     params = yaml.safe_load((root / config).read_text(encoding="utf-8"))
     vocab = params["model"]["tiny"]["vocab_size"]
-    prepare_workdir(root, workdir, params, articles)
-    guard_log = workdir / "vocab_guard.jsonl"
+    prepare_workdir(root, workdir, params, articles, use_git=not direct)
+    commands = stage_commands(workdir) if direct else {}
+    guard_log, peak_log = workdir / "vocab_guard.jsonl", workdir / "peak_memory.jsonl"
     env = {
         **os.environ,
-        "PYTHONPATH": str(workdir),  # the copy's prunetune, whatever the venv has installed
+        # the copy's prunetune first, whatever the venv has installed (then the caller's paths, e.g. carried wheels)
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(workdir), os.environ.get("PYTHONPATH")])),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "DVC_NO_ANALYTICS": "1",
         "DVC_SITE_CACHE_DIR": str(workdir / ".dvc-site-cache"),
         "TQDM_DISABLE": "1",
-        "PRUNETUNE_VOCAB_GUARD": f"{vocab}:{max_rows}",
-        "PRUNETUNE_VOCAB_GUARD_LOG": str(guard_log),
+        "PRUNETUNE_PEAK_LOG": str(peak_log),
     }
+    if vocab_guard:
+        env |= {"PRUNETUNE_VOCAB_GUARD": f"{vocab}:{max_rows}", "PRUNETUNE_VOCAB_GUARD_LOG": str(guard_log)}
     results = []
     for stage in STAGES:
         seen = len(guard_log.read_text().splitlines()) if guard_log.exists() else 0
+        peaks_seen = len(peak_log.read_text().splitlines()) if peak_log.exists() else 0
         log = workdir / f"smoke_{stage.replace('@', '_')}.log"
-        status, wall_s, rss_mb = run_measured(["dvc", "repro", "--single-item", stage], workdir, env, log)
+        command = ["sh", "-c", commands[stage]] if direct else ["dvc", "repro", "--single-item", stage]
+        status, wall_s, rss_mb = run_measured(command, workdir, env, log)
         guarded = [json.loads(line) for line in guard_log.read_text().splitlines()[seen:]] if guard_log.exists() else []
         results.append(
             {
@@ -224,6 +270,7 @@ def run_smoke(
                 "status": status,
                 "wall_s": round(wall_s, 1),
                 "peak_rss_mb": round(rss_mb),
+                "peak_gpu_mb": peak_gpu_mb(peak_log, peaks_seen),
                 "largest_vocab_rows": max((g["largest_rows"] for g in guarded), default=None),
                 "largest_vocab_shape": max(guarded, key=lambda g: g["largest_rows"])["shape"] if guarded else None,
             }
@@ -236,12 +283,21 @@ def run_smoke(
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    """The BENCHMARKS.md table: one row per stage, and the total."""
-    rows = ["| stage | wall time | peak RSS | largest full-vocabulary tensor |", "|---|---|---|---|"]
+    """The BENCHMARKS.md table: one row per stage, and the total (with a peak GPU memory column when one was used)."""
+    gpu = any(r.get("peak_gpu_mb") is not None for r in results)
+    extra = (" peak GPU memory |", "---|") if gpu else ("", "")
+    rows = [
+        f"| stage | wall time | peak RSS |{extra[0]} largest full-vocabulary tensor |",
+        f"|---|---|---|{extra[1]}---|",
+    ]
     for r in results:
         shape = " × ".join(map(str, r["largest_vocab_shape"])) if r["largest_vocab_shape"] else "none"
-        rows.append(f"| {r['stage']} | {r['wall_s']:.0f} s | {r['peak_rss_mb'] / 1024:.2f} GB | {shape} |")
+        memory = f" {r['peak_gpu_mb'] / 1024:.2f} GB |" if r.get("peak_gpu_mb") is not None else " – |"
+        rss = f"{r['peak_rss_mb'] / 1024:.2f} GB"
+        rows.append(f"| {r['stage']} | {r['wall_s']:.0f} s | {rss} |{memory if gpu else ''} {shape} |")
     total = sum(r["wall_s"] for r in results)
     peak = max(r["peak_rss_mb"] for r in results) / 1024
-    rows.append(f"| **all {len(results)} stages** | **{total / 60:.0f} min** | **max {peak:.2f} GB** | |")
+    peak_gpu = max((r["peak_gpu_mb"] for r in results if r.get("peak_gpu_mb") is not None), default=0) / 1024
+    gpu_total = f" **max {peak_gpu:.2f} GB** |" if gpu else ""
+    rows.append(f"| **all {len(results)} stages** | **{total / 60:.0f} min** | **max {peak:.2f} GB** |{gpu_total} |")
     return "\n".join(rows)

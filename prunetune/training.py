@@ -207,6 +207,91 @@ def sft_config(cfg: TrainParams, scratch_dir: Path, device: torch.device, bf16: 
     )
 
 
+# ---------------------------------------------------------------- the trainer
+
+
+def build_trainer(
+    model: Any,
+    tokenizer: Any,
+    lora_cfg: LoraParams,
+    train_cfg: TrainParams,
+    args: SFTConfig,
+    train_data: Dataset,
+    val_data: Dataset,
+    teacher: Any = None,
+    callbacks: list[TrainerCallback] | None = None,
+) -> HealingTrainer:
+    """The one place a healing trainer is assembled (finetune stage, `prunetune bench`, scripts/profile_steps.py):
+    HealingTrainer (DistillationTrainer with a teacher) with the stage's collator, LoRA and loss weighting, so
+    what is benchmarked is what the stage trains with."""
+    trainer_class, trainer_args = HealingTrainer, {}
+    if teacher is not None:
+        trainer_class = DistillationTrainer
+        trainer_args = {"teacher": teacher, "kd_alpha": train_cfg.kd_alpha, "kd_temperature": train_cfg.kd_temperature}
+    if train_cfg.loss_weighting == "example":
+        trainer_args["weigh_examples"] = True  # HealingTrainer only: TrainParams refuses kd with it
+    return trainer_class(
+        model=model,
+        args=args,
+        train_dataset=train_data,
+        eval_dataset=val_data,
+        processing_class=tokenizer,
+        data_collator=partial(collate, pad_token_id=tokenizer.pad_token_id),
+        peft_config=lora_config(lora_cfg),
+        callbacks=callbacks,
+        **trainer_args,
+    )
+
+
+class StepTimer(TrainerCallback):
+    """Each optimizer step's wall seconds (the device synchronized at both ends) and the real (non-pad) input tokens
+    it took, read from HealingTrainer.train_tokens_seen: data collation, forward, backward, optimizer, all of it."""
+
+    def __init__(self, trainer: HealingTrainer):
+        self.trainer, self.steps, self._started, self._tokens = trainer, [], 0.0, 0
+
+    def _sync(self) -> None:
+        if torch.cuda.is_available() and self.trainer.args.device.type == "cuda":
+            torch.cuda.synchronize(self.trainer.args.device)
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._sync()
+        self._started, self._tokens = time.perf_counter(), self.trainer.train_tokens_seen
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._sync()
+        seconds = time.perf_counter() - self._started
+        self.steps.append({"seconds": seconds, "tokens": self.trainer.train_tokens_seen - self._tokens})
+
+
+# what timed_steps turns off in the stage's arguments (restored afterwards): a timing run evaluates and saves nothing
+NO_EVALUATION: dict[str, Any] = {
+    "eval_strategy": "no",
+    "eval_on_start": False,
+    "save_strategy": "no",
+    "load_best_model_at_end": False,
+}
+
+
+def timed_steps(trainer: HealingTrainer, steps: int, sampling: str | None = None) -> list[dict[str, float]]:
+    """Run trainer.train() for `steps` optimizer steps, evaluating and writing nothing, with the stage's sampling or
+    `sampling`; each step's seconds and real tokens (StepTimer). The trainer's arguments are restored afterwards."""
+    args = trainer.args
+    changes = {**NO_EVALUATION, "max_steps": steps, "train_sampling_strategy": sampling or args.train_sampling_strategy}
+    saved = {key: getattr(args, key) for key in changes}
+    timer = StepTimer(trainer)
+    trainer.add_callback(timer)
+    try:
+        for key, value in changes.items():
+            setattr(args, key, value)
+        trainer.train()
+    finally:
+        for key, value in saved.items():
+            setattr(args, key, value)
+        trainer.remove_callback(timer)
+    return timer.steps
+
+
 # ---------------------------------------------------------------- the whole fine-tune
 
 
@@ -282,24 +367,7 @@ def finetune(
         shutil.rmtree(metrics_dir, ignore_errors=True)
         live = Live(str(metrics_dir), dvcyaml=False, save_dvc_exp=False, report=None)
         callbacks.append(DVCLiveStepCallback(live=live))
-    lora = lora_config(lora_cfg)
-    trainer_class, trainer_args = HealingTrainer, {}
-    if teacher is not None:
-        trainer_class = DistillationTrainer
-        trainer_args = {"teacher": teacher, "kd_alpha": train_cfg.kd_alpha, "kd_temperature": train_cfg.kd_temperature}
-    if train_cfg.loss_weighting == "example":
-        trainer_args["weigh_examples"] = True  # HealingTrainer only: TrainParams refuses kd with it
-    trainer = trainer_class(
-        model=model,
-        args=args,
-        train_dataset=train_data,
-        eval_dataset=val_data,
-        processing_class=tokenizer,
-        data_collator=partial(collate, pad_token_id=tokenizer.pad_token_id),
-        peft_config=lora,
-        callbacks=callbacks,
-        **trainer_args,
-    )
+    trainer = build_trainer(model, tokenizer, lora_cfg, train_cfg, args, train_data, val_data, teacher, callbacks)
     tokens_before = _tokens_seen(resume_from)
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume_from)

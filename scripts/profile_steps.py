@@ -1,5 +1,6 @@
 """Where a training step of the default run spends its time: the tiny base's two kinds of pre-training step and one
-fine-tune step on shared-prompt rows, each timed (median of --steps) and profiled (the busiest operators).
+fine-tune step through the finetune stage's own trainer (training.build_trainer: HealingTrainer on its rows with
+train.share_prompts), each timed (median of --steps) and profiled (the busiest operators).
 
 Reads models/base and data/processed (run `dvc repro` first) and params.yaml; trains nothing it keeps. Used to plan
 the default's time budget (issue #13; BENCHMARKS.md, "The default pipeline's time").
@@ -10,25 +11,21 @@ the default's time budget (issue #13; BENCHMARKS.md, "The default pipeline's tim
 from __future__ import annotations
 
 import argparse
-import itertools
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from peft import get_peft_model
 from torch.profiler import ProfilerActivity, profile
 
 from prunetune.config import run_stage
-from prunetune.generation import output_head
 from prunetune.jsonio import read_jsonl
 from prunetune.models import load_model
-from prunetune.packing import collate
 from prunetune.params import DataParams, LoraParams, ModelParams, TrainParams, load_section
 from prunetune.tiny import build_model, pretraining_inputs, random_windows
-from prunetune.trainers import answer_hidden_states, answer_token_terms, example_mean_nll
-from prunetune.training import build_dataset, lora_config
+from prunetune.training import build_dataset, build_trainer, sft_config, timed_steps
 from prunetune.warmup import answer_loss, instruction_batch
 
 
@@ -45,6 +42,15 @@ def timed(step: Callable[[], None], steps: int) -> tuple[float, str]:
         for _ in range(3):
             step()
     return statistics.median(times), prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=8)
+
+
+def trainer_timed(trainer: object, steps: int) -> tuple[float, str]:
+    """As timed, for the stage's trainer: median seconds of its optimizer steps after two, and the profiler's table of
+    three more (training.timed_steps: trainer.train() with no evaluation and nothing written)."""
+    seconds = statistics.median(step["seconds"] for step in timed_steps(trainer, steps + 2)[2:])
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        timed_steps(trainer, 3)
+    return seconds, prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=8)
 
 
 def optimizer_step(model: torch.nn.Module, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
@@ -75,28 +81,23 @@ def main() -> None:
         batch = instruction_batch(chats, cfg.batch_size, tokenizer.pad_token_id, generator)
         optimizer_step(model, answer_loss(model, batch), optimizer)
 
-    peft_model = get_peft_model(base, lora_config(load_section(LoraParams))).train()
-    lora_optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=1e-4)
     rows, _ = build_dataset(examples, tokenizer, train_cfg.max_seq_length, date_string, train_cfg.share_prompts)
-    size = train_cfg.batch_size
-    batches = itertools.cycle(
-        collate(rows.select(range(start, start + size)).to_list(), tokenizer.pad_token_id)
-        for start in range(0, len(rows) - size + 1, size)
-    )
-
-    def finetune_step() -> None:
-        batch = next(batches)
-        hidden, answer = answer_hidden_states(peft_model, batch)
-        terms = answer_token_terms(output_head(peft_model)[1], hidden, answer.targets)
-        optimizer_step(peft_model, example_mean_nll(terms[:, 0], answer.rows), lora_optimizer)
+    scratch = tempfile.mkdtemp(prefix="profile-steps-")  # the trainer's output_dir: nothing is written there
+    trainer_args = sft_config(train_cfg, Path(scratch), torch.device("cpu"), bf16=base.dtype == torch.bfloat16)
+    trainer = build_trainer(base, tokenizer, load_section(LoraParams), train_cfg, trainer_args, rows, rows)
 
     for name, step in (
         ("base: text", text_step),
         ("base: instruction chats", instruction_step),
-        ("fine-tune: LoRA on shared rows", finetune_step),
     ):
         seconds, table = timed(step, args.steps)
         print(f"\n## {name}: {seconds:.3f} s a step (median of {args.steps})\n{table}")
+    seconds, table = trainer_timed(trainer, args.steps)
+    rows_kind = "shared rows" if train_cfg.share_prompts else "one row per example"
+    print(
+        f"\n## fine-tune: the stage's {type(trainer).__name__}, {rows_kind}: {seconds:.3f} s a step "
+        f"(median of {args.steps})\n{table}"
+    )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ The sentences under the tables are written by hand from reports/seeds/seeds.md: 
 import json
 from pathlib import Path
 
+import speed_figures  # every speed and time figure of README.md and BENCHMARKS.md, from the JSON reports
+
 from prunetune.headline import headline_lines
 
 README = Path("README.md")
@@ -152,6 +154,8 @@ def main() -> None:
     README.write_text(text)
     BENCHMARKS.write_text(fill_block(BENCHMARKS.read_text(), REAL_START, REAL_END, real_model_lines()))
     print(f"README.md: {replaced} tables replaced from {', '.join(map(str, SOURCES))}")
+    speed_figures.write(Path("."))
+    print("README.md, BENCHMARKS.md: speed and time figures written from reports/ (scripts/speed_figures.py)")
 
 
 if __name__ == "__main__":

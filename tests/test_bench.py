@@ -55,6 +55,11 @@ def test_bench_sections_on_a_small_model(tiny_model):
     generation = bench_generation(model, tokenizer, prompts, limits, batch_size=4, repeats=1)
     assert generation["outputs_identical"] is True and generation["identical_fraction"] == 1.0
     assert generation["prompts"] == 6 and generation["batched_vs_sequential_speedup"] > 0
+    assert 0 < generation["batched_prefill_share"] <= 1 and generation["regime"] == "eval"
+    fixed = bench_generation(model, tokenizer, prompts, limits, batch_size=4, repeats=1, fixed_length=True)
+    # every prompt decodes exactly its task's max_new_tokens: 3 summaries of 5 tokens, 3 types of 3
+    assert fixed["new_tokens"] == 3 * 5 + 3 * 3 and fixed["new_tokens_per_prompt"] == 4.0
+    assert fixed["hit_max_new_tokens"] == 6 and fixed["outputs_identical"] is True
 
     pruned = remove_layers(copy.deepcopy(model), [3])
     speed_cfg = {"prompt_tokens": 8, "new_tokens": 2, "batch_size": 2, "repeats": 2}
@@ -72,6 +77,7 @@ def test_bench_sections_on_a_small_model(tiny_model):
     lengths = sorted(len(ids) for ids in trainer.train_dataset["input_ids"])
     assert sum(int(b["attention_mask"].sum()) for b in batches["stage"]) == sum(lengths)  # every token, once
     training = bench_training(trainer, batches, steps=1, peak_tflops=1.0)
+    assert training["trainer"] == "HealingTrainer" and training["share_prompts"] is False
     assert training["stage_batching"] == "group_by_length"
     assert training["padding_fraction"] == pytest.approx(padding_fraction(batches["stage"]))
     assert 0 <= training["padding_fraction"] < 1 and training["tokens_per_s"] > 0
@@ -93,9 +99,14 @@ def test_bench_command_builds_what_it_needs_and_writes_the_json(tmp_path, monkey
                         "speed_repeats": 1, "new_tokens": 2, "train_steps": 1}})  # fmt: skip
     main(["bench", "--quick", "--json", "out.json"])
     result = json.loads((tmp_path / "out.json").read_text())
-    assert result["generation"]["outputs_identical"] is True
+    assert result["generation"]["model"] == "the full model (random init)"
+    for regime in ("eval", "fixed_length"):
+        assert result["generation"][regime]["outputs_identical"] is True
+        assert isinstance(result["generation"][regime]["batched_vs_sequential_speedup"], float)
+    assert result["generation"]["fixed_length"]["new_tokens_per_prompt"] == 2.0  # max_new_tokens 2 for every task
+    assert result["training"]["trainer"] == "HealingTrainer" and result["training"]["share_prompts"] is True
+    assert set(result["setup"]["machine"]) >= {"cpu_model", "cores", "date", "commit"}
     for section, key in [
-        ("generation", "batched_vs_sequential_speedup"),
         ("pruning", "decode_speedup_b1"),
         ("pruning", "ideal_speedup"),
         ("training", "padding_fraction"),
@@ -112,3 +123,49 @@ def test_real_size_arch_needs_random_init(tmp_path, monkeypatch):
 
     with pytest.raises(PrunetuneError, match="--random-init"):
         run_bench(arch="llama-3.2-1b", random_init=False, device_name="cpu", params_path=str(ROOT / "params.yaml"))
+
+
+def test_timed_steps_runs_the_stages_trainer_and_restores_its_arguments(tiny_model, tmp_path):
+    """training.timed_steps: trainer.train() for N optimizer steps, nothing evaluated or saved, every step's real
+    tokens counted by the trainer itself, and the stage's arguments as they were afterwards."""
+    from prunetune.training import timed_steps
+
+    model, tokenizer = tiny_model
+    params = {"train": {**TRAIN_TEST_CFG, "batch_size": 2}, "lora": LORA_TEST_CFG}
+    trainer, batches = training_loaders(copy.deepcopy(model), tokenizer, chat_examples(2), params, torch.device("cpu"))
+    before = {k: getattr(trainer.args, k) for k in ("eval_strategy", "save_strategy", "max_steps", "eval_on_start")}
+    steps = timed_steps(trainer, 3, sampling="random")
+    assert len(steps) == 3 and all(s["seconds"] > 0 for s in steps)
+    # each step trains one batch of 2 rows: its real tokens are between the 2 shortest and the 2 longest rows'
+    lengths = sorted(len(ids) for ids in trainer.train_dataset["input_ids"])
+    assert all(sum(lengths[:2]) <= s["tokens"] <= sum(lengths[-2:]) for s in steps)
+    assert {k: getattr(trainer.args, k) for k in before} == before
+    assert trainer.args.train_sampling_strategy == "group_by_length"
+    assert not any(tmp_path.iterdir()) and not list(Path(trainer.args.output_dir).glob("checkpoint-*"))
+
+
+def test_generation_times_the_fine_tuned_model_when_the_pipeline_has_it(tiny_model, tmp_path, monkeypatch):
+    from prunetune.benchsetup import generation_model
+    from prunetune.models import save_model
+
+    model, tokenizer = tiny_model
+    origin = {"pipeline_models": True}
+    monkeypatch.setattr("prunetune.benchsetup.FT_FULL", tmp_path / "ft_full")
+    assert generation_model(model, origin, torch.device("cpu")) == (model, "models/base")
+    save_model(model, tokenizer, tmp_path / "ft_full", {"source": "test"})
+    loaded, name = generation_model(model, origin, torch.device("cpu"))
+    assert name == str(tmp_path / "ft_full") and loaded is not model
+    assert generation_model(model, {"pipeline_models": False}, torch.device("cpu"))[1] == "the full model (random init)"
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [("sections", ("speed",), "bench --section: must be among generation, pruning, training"),
+     ("regimes", ("greedy",), "bench --regime: must be among eval, fixed_length"),
+     ("gen_repeats", 0, "bench --gen-repeats: must be >= 1")],
+)  # fmt: skip
+def test_bad_bench_options_are_one_line(option, value, message):
+    from prunetune.bench import run_bench
+
+    with pytest.raises(PrunetuneError, match=message):
+        run_bench(device_name="cpu", params_path=str(ROOT / "params.yaml"), **{option: value})

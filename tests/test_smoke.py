@@ -162,3 +162,44 @@ def test_model_dtype_param_is_checked():
     assert ModelParams.parse({**model, "dtype": "bfloat16"}).dtype == "bfloat16"
     with pytest.raises(PrunetuneError, match="params.yaml: model.dtype must be one of auto, float32, bfloat16"):
         ModelParams.parse({**model, "dtype": "fp16"})
+
+
+def test_direct_runs_take_dvc_locks_commands_and_a_plain_copy(tmp_path):
+    """--direct (no git, no dvc): the workdir is a plain copy, each stage's command is dvc.lock's, resolved."""
+    from prunetune.smoke import stage_commands
+
+    params = yaml.safe_load(CONFIG.read_text())
+    workdir = prepare_workdir(ROOT, tmp_path / "copy", params, articles=3, use_git=False)
+    assert not (workdir / ".git").exists() and (workdir / "stages" / "eval.py").is_file()
+    assert len(read_jsonl(workdir / params["data"]["source"])) == 3
+    commands = stage_commands(workdir)
+    assert list(commands) == list(STAGES)
+    assert commands["eval@ft_pruned"] == (
+        "python stages/eval.py models/ft_pruned data/processed metrics/eval/ft_pruned.json "
+        "predictions/ft_pruned.jsonl reports/eval/ft_pruned.json"
+    )
+    lock = yaml.safe_load((workdir / "dvc.lock").read_text())
+    del lock["stages"]["plot"]
+    (workdir / "dvc.lock").write_text(yaml.safe_dump(lock))
+    with pytest.raises(PrunetuneError, match="dvc.lock has no stage plot"):
+        stage_commands(workdir)
+
+
+def test_peak_gpu_memory_is_logged_per_process_and_read_per_stage(tmp_path, monkeypatch):
+    """config.run_stage appends each process's peak (null without a GPU); the smoke keeps a stage's largest."""
+    from prunetune.config import run_stage
+    from prunetune.smoke import peak_gpu_mb
+
+    log = tmp_path / "peak.jsonl"
+    monkeypatch.setenv("PRUNETUNE_PEAK_LOG", str(log))
+    run_stage(lambda: None)
+    assert json.loads(log.read_text())["peak_gpu_mb"] is None  # no GPU here
+    log.write_text(log.read_text() + '{"argv": [], "peak_gpu_mb": 1536.4}\n{"argv": [], "peak_gpu_mb": 512}\n')
+    assert peak_gpu_mb(log, seen=0) == 1536 and peak_gpu_mb(log, seen=2) == 512
+    assert peak_gpu_mb(log, seen=1) == 1536 and peak_gpu_mb(tmp_path / "none.jsonl", seen=0) is None
+    rows = [{"stage": "base", "wall_s": 60.0, "peak_rss_mb": 2048, "peak_gpu_mb": 3072, "largest_vocab_shape": None}]
+    text = table(rows)
+    assert (
+        "| stage | wall time | peak RSS | peak GPU memory |" in text
+        and "| base | 60 s | 2.00 GB | 3.00 GB | none |" in text
+    )
