@@ -134,11 +134,18 @@ def mean_with_ci(
 
 
 def bootstrap_p_value(distribution: Sequence[float] | np.ndarray) -> float:
-    """Two-sided p of 'no difference' from a bootstrap distribution of differences: 2·min(P(d ≤ 0), P(d ≥ 0)),
-    floored at 1/(B+1) (B resamples cannot show less) and capped at 1."""
+    """Two-sided p of 'no difference' from B bootstrap differences: each side (k + 1) / (B + 1) with k the resamples
+    at or beyond zero on that side (Davison & Hinkley's correction: B resamples cannot show less), the smaller side
+    doubled and capped at 1; so no p is below 2 / (B + 1)."""
     d = np.asarray(distribution, dtype=np.float64)
-    p = 2 * min(float(np.mean(d <= 0)), float(np.mean(d >= 0)))
-    return min(1.0, max(p, 1 / (len(d) + 1)))
+    b = len(d)
+    below, above = (int(np.sum(d <= 0)) + 1) / (b + 1), (int(np.sum(d >= 0)) + 1) / (b + 1)
+    return min(1.0, 2 * min(below, above))
+
+
+def p_floor(n_resamples: int) -> float:
+    """The smallest two-sided bootstrap p-value B resamples can give: 2 / (B + 1)."""
+    return 2 / (n_resamples + 1)
 
 
 def holm(p_values: Sequence[float], alpha: float = 0.05) -> tuple[list[float], list[bool]]:
@@ -189,6 +196,54 @@ def paired_bootstrap_diff(
     return paired_bootstrap_stat(
         len(x), lambda idx: x[idx].mean(), lambda idx: y[idx].mean(), n_resamples, seed, clusters=clusters
     )
+
+
+def clopper_pearson(successes: int, n: int, confidence: float = 0.95) -> list[float]:
+    """The exact binomial interval of a proportion: where a bootstrap degenerates (0 of n resamples to [0, 0]), it
+    still says how far the true rate may be from the observed one."""
+    from scipy import stats
+
+    if n < 1 or not 0 <= successes <= n:
+        raise PrunetuneError(f"metrics: a binomial interval needs 0 <= successes <= n and n >= 1, got {successes}/{n}")
+    ci = stats.binomtest(int(successes), int(n)).proportion_ci(confidence_level=confidence, method="exact")
+    return [float(ci.low), float(ci.high)]
+
+
+def binomial_test(successes: int, n: int, chance: float) -> float:
+    """Two-sided exact binomial p-value of a proportion against a known chance rate (e.g. 0.25 with 4 options)."""
+    from scipy import stats
+
+    return float(stats.binomtest(int(successes), int(n), chance).pvalue)
+
+
+def t_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, list[float]]:
+    """Mean of a few independent replicates (training seeds) and its Student-t interval mean ± t·sd/√n: an interval
+    for the mean over seeds, which an average of the seeds' interval endpoints is not."""
+    from scipy import stats
+
+    x = np.asarray(values, dtype=np.float64)
+    if len(x) < 2:
+        raise PrunetuneError(f"metrics: a t-interval over seeds needs at least 2 values, got {len(x)}")
+    mean, half = float(x.mean()), float(stats.t.ppf(0.5 + confidence / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
+    return mean, [mean - half, mean + half]
+
+
+def fieller(
+    numerator: float, denominator: float, covariance: np.ndarray, confidence: float = 0.95
+) -> list[float] | None:
+    """Fieller's interval for numerator / denominator given their 2x2 covariance (e.g. from a joint bootstrap): the
+    ratios r with (a - r·b)² <= z²·(Vaa - 2r·Vab + r²·Vbb). None when the denominator is not clearly away from zero
+    (b² <= z²·Vbb: the set is unbounded), the case in which a ratio means nothing."""
+    from scipy import stats
+
+    z2 = float(stats.norm.ppf(0.5 + confidence / 2)) ** 2
+    a, b = float(numerator), float(denominator)
+    (vaa, vab), (_, vbb) = np.asarray(covariance, dtype=np.float64)
+    qa, qb, qc = b * b - z2 * vbb, -2 * (a * b - z2 * vab), a * a - z2 * vaa
+    if qa <= 0:
+        return None
+    root = math.sqrt(max(qb * qb - 4 * qa * qc, 0.0))
+    return [(-qb - root) / (2 * qa), (-qb + root) / (2 * qa)]
 
 
 # ---------------------------------------------------------------- perplexity
