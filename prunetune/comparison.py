@@ -16,13 +16,13 @@ import numpy as np
 from prunetune.config import PrunetuneError
 from prunetune.jsonio import read_json, read_jsonl
 from prunetune.stats import (
-    bootstrap,
-    bootstrap_p_value,
     clopper_pearson,
     fieller,
     holm,
     p_floor,
     paired_bootstrap_diff,
+    paired_test,
+    ratio_bootstrap,
 )
 
 VARIANTS = ("base_full", "base_pruned", "ft_full", "ft_pruned")
@@ -78,29 +78,12 @@ def _paired(a: dict[tuple, Any], b: dict[tuple, Any], sources: tuple[str, str]) 
     return sorted(a)
 
 
-def _log_ppl(nll: np.ndarray, tokens: np.ndarray) -> Any:
-    """Token-weighted log-perplexity (mean NLL per answer token) of the rows idx: a ratio of sums."""
-    return lambda idx: float(nll[idx].sum() / tokens[idx].sum())
-
-
-def _test(
-    n: int, statistic: Any, clusters: list[str], n_resamples: int, seed: int, family: str
-) -> tuple[dict[str, Any], np.ndarray]:
-    """A paired test of statistic(idx) (already A - B) over clusters: the entry the report holds, and the resampled
-    differences (the same resamples for every statistic of one seed and cluster count, so they can be combined)."""
-    result = bootstrap(n, statistic, n_resamples, seed, clusters=clusters)
-    ci = result.percentile
-    entry = {
-        "diff": float(statistic(np.arange(n))),
-        "ci": ci,
-        "ci_bca": result.bca,
-        "p_value": bootstrap_p_value(result.distribution),
-        "excludes_zero": bool(ci[0] > 0 or ci[1] < 0),
-        "n": n,
-        "units": len(set(clusters)),
-        "family": family,
-    }
-    return entry, result.distribution
+def _test(terms: list[tuple], clusters: list[str], n_resamples: int, seed: int, family: str) -> tuple[dict, Any]:
+    """A paired test of a difference of ratios of sums (stats.ratio_bootstrap over clusters): the entry the report
+    holds, and the resampled differences (the same resamples for every test with this seed and cluster count, so
+    two tests' distributions pair up, as Fieller's interval needs)."""
+    result = ratio_bootstrap(terms, n_resamples, seed, clusters=clusters)
+    return {**paired_test(result), "family": family}, result.distribution
 
 
 def _family(pair: str, column: str) -> str:
@@ -129,20 +112,16 @@ def _log_ppl_tests(
     for column, group, nll_key, token_key in groups:
         if not group:
             continue
-        side = {
-            v: _log_ppl(
-                np.asarray([rows[v][k][nll_key] for k in group], dtype=np.float64),
-                np.asarray([rows[v][k][token_key] for k in group], dtype=np.float64),
+        terms = [
+            (
+                sign,
+                [rows[v][k][nll_key] for k in group],
+                [rows[v][k][token_key] for k in group],
             )
-            for v in (a, b)
-        }
+            for sign, v in ((1.0, a), (-1.0, b))
+        ]
         tests[column], distributions[column] = _test(
-            len(group),
-            lambda idx, side=side: side[a](idx) - side[b](idx),
-            [k[1] for k in group],
-            n_resamples,
-            seed,
-            _family(pair, column),
+            terms, [k[1] for k in group], n_resamples, seed, _family(pair, column)
         )
     return tests, distributions
 
@@ -217,12 +196,12 @@ def _baseline_tests(
             keys = sorted(k for k in rows[variant] if k[0] == task)
             if not keys or any("baseline_scores" not in rows[variant][k] for k in keys):
                 continue
-            model = np.asarray([rows[variant][k]["scores"][score] for k in keys], dtype=np.float64)
-            reading_nothing = np.asarray([rows[variant][k]["baseline_scores"][score] for k in keys], dtype=np.float64)
+            model = [rows[variant][k]["scores"][score] for k in keys]
+            reading_nothing = [rows[variant][k]["baseline_scores"][score] for k in keys]
+            ones = [1.0] * len(keys)
             pair = f"{variant}-{baseline}"
             tests.setdefault(pair, {})[column] = _test(
-                len(keys),
-                lambda idx, x=model, y=reading_nothing: float(x[idx].mean() - y[idx].mean()),
+                [(1.0, model, ones), (-1.0, reading_nothing, ones)],
                 [k[1] for k in keys],
                 n_resamples,
                 seed,
