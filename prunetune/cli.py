@@ -95,6 +95,33 @@ def seed_report(args: argparse.Namespace) -> None:
     run_stage(report)
 
 
+def recompare(args: argparse.Namespace) -> None:
+    """Recompute reports/comparison.md from the committed predictions and metrics; say whether it agrees."""
+    import sys
+
+    from prunetune.comparison import recompute, report_differences
+    from prunetune.config import PrunetuneError, run_stage
+    from prunetune.params import EvalParams, load_section
+
+    def check() -> None:
+        cfg = load_section(EvalParams, args.params)
+        report = Path(args.report)
+        if not report.is_file():
+            raise PrunetuneError(f"{report}: not found; run `dvc repro compare` or give --report")
+        _, markdown = recompute(
+            Path(args.eval_dir), Path(args.qa_dir), Path(args.predictions), cfg.bootstrap_resamples, cfg.seed,
+            cfg.ci_method,
+        )  # fmt: skip
+        differing = report_differences(report.read_text(encoding="utf-8"), markdown)
+        if differing:
+            print("\n".join(differing[:20]))
+            print(f"recompare: {report} differs from its recomputation in {len(differing)} line(s)", file=sys.stderr)
+            sys.exit(1)
+        print(f"recompare: every figure of {report} recomputed from {args.predictions}/ agrees")
+
+    run_stage(check)
+
+
 def qa_build(args: argparse.Namespace) -> None:
     """Open-book multiple-choice questions from the held-out articles of params.yaml's split, into one QA file."""
     from prunetune.config import run_stage
@@ -252,6 +279,13 @@ def main(argv: list[str] | None = None) -> None:
         "--comparisons", help="pool the committed NAME/comparison.json files of this folder instead (no dvc needed)"
     )
     seeds.set_defaults(run=seed_report)
+    again = commands.add_parser("recompare", help="recompute reports/comparison.md from the committed predictions")
+    again.add_argument("--report", default="reports/comparison.md", help="the committed report (default: %(default)s)")
+    again.add_argument("--eval-dir", default="metrics/eval", help="default: %(default)s")
+    again.add_argument("--qa-dir", default="metrics/qa", help="default: %(default)s")
+    again.add_argument("--predictions", default="predictions", help="default: %(default)s")
+    again.add_argument("--params", default="params.yaml", help="its eval section: resamples, seed (%(default)s)")
+    again.set_defaults(run=recompare)
     building = commands.add_parser("qa-build", help="build open-book multiple-choice QA from val and test articles")
     building.add_argument("--out", default="data/sample/qa_heldout.json", help="QA file (default: %(default)s)")
     building.add_argument("--params", default="params.yaml", help="whose data section splits (default: %(default)s)")

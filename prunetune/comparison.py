@@ -327,6 +327,24 @@ def load_inputs(eval_dir: Path, qa_dir: Path, predictions_dir: Path) -> tuple[di
     )
 
 
+def recompute(
+    eval_dir: Path, qa_dir: Path, predictions_dir: Path, n_resamples: int, seed: int, ci_method: str
+) -> tuple[dict[str, Any], str]:
+    """The comparison and its Markdown report from the stages' files: what the compare stage writes, and what
+    `prunetune recompare` checks the committed report against."""
+    eval_metrics, qa_metrics, predictions, qa_predictions = load_inputs(eval_dir, qa_dir, predictions_dir)
+    comparison = compare(eval_metrics, qa_metrics, predictions, qa_predictions, n_resamples, seed, ci_method)
+    return comparison, render_markdown(comparison, example_counts(predictions, qa_predictions))
+
+
+def report_differences(committed: str, recomputed: str) -> list[str]:
+    """The lines of a committed report that its recomputation does not reproduce (empty: every figure agrees)."""
+    import difflib
+
+    diff = difflib.unified_diff(committed.splitlines(), recomputed.splitlines(), "committed", "recomputed", n=0)
+    return [line for line in diff if line.startswith(("-", "+")) and not line.startswith(("---", "+++"))]
+
+
 def example_counts(predictions: dict[str, list[dict[str, Any]]], qa_predictions: dict[str, list]) -> dict[str, int]:
     """Test examples per task, test articles and headline QA questions: the n behind every interval."""
     counts: dict[str, int] = {}

@@ -11,6 +11,7 @@ import pytest
 import yaml
 from conftest import stage_argv
 
+from prunetune.cli import main
 from prunetune.comparison import PAIRS, VARIANTS, compare, healing_sentence, render_markdown
 from prunetune.config import PrunetuneError
 from prunetune.params import EvalParams
@@ -292,3 +293,22 @@ def test_bca_intervals_sit_beside_and_can_be_shown():
     assert "(bca)" in text and "BCa intervals (bias-corrected and accelerated)" in text
     with pytest.raises(PrunetuneError, match=r"params.yaml: eval.ci_method must be one of percentile, bca"):
         EvalParams.parse({**yaml.safe_load((ROOT / "params.yaml").read_text())["eval"], "ci_method": "normal"})
+
+
+def test_recompare_reproduces_the_committed_report_from_the_predictions(tmp_path, capsys, monkeypatch):
+    write_fixture_workspace(tmp_path)
+    result = subprocess.run(stage_argv("compare", sys.executable), cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    monkeypatch.chdir(tmp_path)
+    main(["recompare"])
+    assert "recompare: every figure of reports/comparison.md recomputed from predictions/ agrees" in (
+        capsys.readouterr().out
+    )
+    # one published prediction changed: the recomputed intervals no longer match the committed report
+    rows = (tmp_path / "predictions/ft_pruned.jsonl").read_text().splitlines()
+    row = json.loads(rows[0])
+    row["scores"] = {name: 0.0 for name in row["scores"]}
+    (tmp_path / "predictions/ft_pruned.jsonl").write_text("\n".join([json.dumps(row), *rows[1:]]) + "\n")
+    with pytest.raises(SystemExit):
+        main(["recompare"])
+    assert "reports/comparison.md differs from its recomputation" in capsys.readouterr().err
