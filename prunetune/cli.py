@@ -77,18 +77,63 @@ def sweep_report(args: argparse.Namespace) -> None:
 def seed_report(args: argparse.Namespace) -> None:
     """Several seeds' DVC experiments pooled: each paired difference with its between-seed spread."""
     from prunetune.config import run_stage
+    from prunetune.seeds import read_comparisons
     from prunetune.seeds import seed_report as write_report
     from prunetune.sweep import read_exp_show_file, read_experiments
 
     def report() -> None:
-        if args.from_json:
+        exp_show, runs = None, None
+        if args.comparisons:
+            runs = read_comparisons(Path(args.comparisons))
+        elif args.from_json:
             exp_show = read_exp_show_file(args.from_json, "seed-report")
         else:
             exp_show = read_experiments(args.all_commits, "seed-report")
-        for kind, path in write_report(exp_show, Path(args.out), args.experiments or None).items():
+        for kind, path in write_report(exp_show, Path(args.out), args.experiments or None, runs).items():
             print(f"{kind:<9}{path}")
 
     run_stage(report)
+
+
+def recompare(args: argparse.Namespace) -> None:
+    """Recompute reports/comparison.md from the committed predictions and metrics; say whether it agrees."""
+    import sys
+
+    from prunetune.comparison import recompute, report_differences
+    from prunetune.config import PrunetuneError, run_stage
+    from prunetune.params import EvalParams, load_section
+
+    def check() -> None:
+        cfg = load_section(EvalParams, args.params)
+        report = Path(args.report)
+        if not report.is_file():
+            raise PrunetuneError(f"{report}: not found; run `dvc repro compare` or give --report")
+        _, markdown = recompute(
+            Path(args.eval_dir), Path(args.qa_dir), Path(args.predictions), cfg.bootstrap_resamples, cfg.seed,
+            cfg.ci_method,
+        )  # fmt: skip
+        differing = report_differences(report.read_text(encoding="utf-8"), markdown)
+        if differing:
+            print("\n".join(differing[:20]))
+            print(f"recompare: {report} differs from its recomputation in {len(differing)} line(s)", file=sys.stderr)
+            sys.exit(1)
+        print(f"recompare: every figure of {report} recomputed from {args.predictions}/ agrees")
+
+    run_stage(check)
+
+
+def qa_build(args: argparse.Namespace) -> None:
+    """Open-book multiple-choice questions from the held-out articles of params.yaml's split, into one QA file."""
+    from prunetune.config import run_stage
+    from prunetune.params import DataParams, load_section
+    from prunetune.qabuild import build_qa_file
+
+    def build() -> None:
+        made = build_qa_file(load_section(DataParams, args.params), Path(args.out), args.seed)
+        kinds = ", ".join(f"{kind} {n}" for kind, n in made["kinds"].items())
+        print(f"{args.out}: {made['questions']} questions from {made['articles']} held-out articles ({kinds})")
+
+    run_stage(build)
 
 
 def bench(args: argparse.Namespace) -> None:
@@ -279,7 +324,22 @@ def main(argv: list[str] | None = None) -> None:
     seeds.add_argument("--out", default="reports/seeds", help="directory for seeds.md/.json (default: %(default)s)")
     seeds.add_argument("--all-commits", action="store_true", help="experiments of every commit, not only HEAD's")
     seeds.add_argument("--from-json", help="read a saved `dvc exp show --json` output instead of running it")
+    seeds.add_argument(
+        "--comparisons", help="pool the committed NAME/comparison.json files of this folder instead (no dvc needed)"
+    )
     seeds.set_defaults(run=seed_report)
+    again = commands.add_parser("recompare", help="recompute reports/comparison.md from the committed predictions")
+    again.add_argument("--report", default="reports/comparison.md", help="the committed report (default: %(default)s)")
+    again.add_argument("--eval-dir", default="metrics/eval", help="default: %(default)s")
+    again.add_argument("--qa-dir", default="metrics/qa", help="default: %(default)s")
+    again.add_argument("--predictions", default="predictions", help="default: %(default)s")
+    again.add_argument("--params", default="params.yaml", help="its eval section: resamples, seed (%(default)s)")
+    again.set_defaults(run=recompare)
+    building = commands.add_parser("qa-build", help="build open-book multiple-choice QA from val and test articles")
+    building.add_argument("--out", default="data/sample/qa_heldout.json", help="QA file (default: %(default)s)")
+    building.add_argument("--params", default="params.yaml", help="whose data section splits (default: %(default)s)")
+    building.add_argument("--seed", type=int, default=0, help="draws the distractors (default: %(default)s)")
+    building.set_defaults(run=qa_build)
     timing = commands.add_parser("bench", help="measure generation, pruning and training speed (BENCHMARKS.md)")
     timing.add_argument("--quick", action="store_true", help="fewer repeats: under 3 minutes on 2 CPU cores")
     timing.add_argument("--json", help="write every figure to this JSON file")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from prunetune.chat import DEFAULT_CHAT_DATE, prompt_ids, tokenize_chat
+from prunetune.chat import DEFAULT_CHAT_DATE, IGNORE_INDEX, prompt_ids, tokenize_chat
 from prunetune.config import PrunetuneError
-from prunetune.data import TASKS, parse_tags
+from prunetune.data import TASKS, article_content, parse_tags
 from prunetune.generation import completion_nll, generate_greedy
 from prunetune.metrics import (
     bertscore_f1,
@@ -63,6 +63,27 @@ def score_task(
     return metrics, per_example
 
 
+def text_rows(tokenizer: Any, texts: list[str]) -> list[dict[str, list[int]]]:
+    """Plain article texts as scored rows: every token after the first is predicted (the tokenizer's own
+    beginning-of-text token, when it adds one, is never scored)."""
+    rows = []
+    for text in texts:
+        ids = tokenizer(text)["input_ids"]
+        rows.append({"input_ids": ids, "labels": [IGNORE_INDEX] + ids[1:]})
+    return rows
+
+
+def baseline_scores(task: str, references: list[str], majority: str | None, constant_tags: list[str] | None) -> list:
+    """Per example, what a model that never reads the article scores: the majority type's accuracy, the constant
+    tag set's F1 (both chosen on train); None where the task has no such baseline. Compare pairs these with a
+    model's scores."""
+    if task == "type_classification" and majority is not None:
+        return [{"accuracy": float(normalize_label(majority) == normalize_label(r))} for r in references]
+    if task == "tag_extraction" and constant_tags is not None:
+        return [{"f1": tag_scores(constant_tags, parse_tags(r))["f1"]} for r in references]
+    return [None] * len(references)
+
+
 def evaluate(
     model: Any,
     tokenizer: Any,
@@ -85,8 +106,13 @@ def evaluate(
     metrics: dict[str, Any] = {}
     rows: list[dict[str, Any]] = []
     counts: dict[str, Any] = {"examples": {}, "hit_max_new_tokens": {}}
+    majority = majority_baseline(train_types, train_types)[0] if train_types else None
     scored = [tokenize_chat(tokenizer, e["messages"], date_string) for e in test_examples]
     nll = completion_nll(model, scored, cfg.batch_size)
+    # the article text each prompt shows, scored once per article: pruning's cost on text, not on answer formats
+    texts = {e["article_id"]: article_content(e) for e in test_examples}
+    text_scores = completion_nll(model, text_rows(tokenizer, list(texts.values())), cfg.batch_size)
+    text_nll = dict(zip(texts, text_scores, strict=True))
     for task in TASKS:
         indices = [i for i, e in enumerate(test_examples) if e["task"] == task]
         if not indices:
@@ -102,6 +128,7 @@ def evaluate(
         if task == "tag_extraction" and train_tags:
             gold = [parse_tags(r) for r in references]
             constant_tags, metrics[task]["constant_baseline"] = constant_tags_baseline(train_tags, gold)
+        reading_nothing = baseline_scores(task, references, majority, constant_tags)
         task_nll = [nll[i] for i in indices]
         task_sums, task_tokens = [s for s, _ in task_nll], [n for _, n in task_nll]
         metrics[task]["perplexity"] = perplexity(task_sums, task_tokens)
@@ -110,23 +137,27 @@ def evaluate(
         )
         counts["examples"][task] = len(examples)
         counts["hit_max_new_tokens"][task] = sum(g["hit_max_new_tokens"] for g in generated)
-        for example, generation, scores, (nll_sum, n_tokens) in zip(
-            examples, generated, per_example, task_nll, strict=True
+        for example, generation, scores, baseline, (nll_sum, n_tokens) in zip(
+            examples, generated, per_example, reading_nothing, task_nll, strict=True
         ):
-            rows.append(
-                {
-                    "article_id": example["article_id"],
-                    "task": task,
-                    "prompt": example["messages"][1]["content"],
-                    "reference": example["messages"][2]["content"],
-                    "prediction": generation["text"],
-                    "new_tokens": generation["new_tokens"],
-                    "hit_max_new_tokens": generation["hit_max_new_tokens"],
-                    "nll_sum": nll_sum,
-                    "answer_tokens": n_tokens,
-                    "scores": scores,
-                }
-            )
+            text_sum, text_tokens = text_nll[example["article_id"]]
+            row = {
+                "article_id": example["article_id"],
+                "task": task,
+                "prompt": example["messages"][1]["content"],
+                "reference": example["messages"][2]["content"],
+                "prediction": generation["text"],
+                "new_tokens": generation["new_tokens"],
+                "hit_max_new_tokens": generation["hit_max_new_tokens"],
+                "nll_sum": nll_sum,
+                "answer_tokens": n_tokens,
+                "text_nll_sum": text_sum,
+                "text_tokens": text_tokens,
+                "scores": scores,
+            }
+            if baseline is not None:
+                row["baseline_scores"] = baseline
+            rows.append(row)
     sums, tokens = [s for s, _ in nll], [n for _, n in nll]
     metrics["perplexity"] = perplexity(sums, tokens)
     # an article's four task answers are pooled here: resample articles, not answers (a cluster bootstrap)
@@ -145,7 +176,7 @@ def evaluate(
     if any(task in metrics for task in ("summarization", "title_generation")):
         metrics["bertscore"] = bertscore_info(cfg.bertscore_model)
     counts["type_labels_in_train"] = dict(sorted(Counter(train_types).items()))
-    counts["majority_label"] = majority_baseline(train_types, train_types)[0] if train_types else None
+    counts["majority_label"] = majority
     if constant_tags is not None:
         counts["constant_tags"] = " | ".join(constant_tags)
     return metrics, rows, counts

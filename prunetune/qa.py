@@ -1,5 +1,5 @@
-"""The Q&A set: loading with clear errors, split membership, and scoring by the likelihood of the answer letter
-(the headline for multiple choice), of the option text, and by greedy generation."""
+"""The Q&A set: loading with clear errors, split membership, and scoring: a multiple-choice question by its option
+letters' next-token log-probabilities (one forward pass), a factual one by greedy generation."""
 
 from __future__ import annotations
 
@@ -8,13 +8,15 @@ import string
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from prunetune.chat import DEFAULT_CHAT_DATE, IGNORE_INDEX, prompt_ids, tokenize_chat
 from prunetune.config import PrunetuneError
-from prunetune.generation import completion_nll, generate_greedy
+from prunetune.generation import completion_nll, generate_greedy, output_head
 from prunetune.jsonio import read_jsonl
-from prunetune.metrics import answer_matches, mc_letter_match
+from prunetune.metrics import answer_matches
 from prunetune.params import QaParams, as_section
-from prunetune.stats import mean_with_ci
+from prunetune.stats import binomial_test, clopper_pearson, mean_with_ci
 
 CATEGORIES = ("multiple_choice", "factual")
 SYSTEM_PROMPT = "You answer questions about BMW Group news. Answer briefly."
@@ -22,14 +24,17 @@ LETTERS = string.ascii_uppercase
 SPLITS = ("train", "val", "test")
 HELD_OUT = ("val", "test")
 SCORING = {
-    "accuracy": "the headline: multiple choice by the log-likelihood of the option LETTER as the assistant's first "
-    "tokens after the prompt listing the options (lm-evaluation-harness's MMLU convention), factual by generation; "
-    "over the held-out questions (article in val or test) when there are any, else all (see headline_set)",
+    "accuracy": "the headline: multiple choice by the next-token log-probability of each option LETTER right after "
+    "the prompt listing the options (lm-evaluation-harness's MMLU convention; one forward pass per question), "
+    "factual by generation; over the held-out questions (article in val or test) when there are any, else all "
+    "(see headline_set)",
     "accuracy_all": "the same scoring over every question",
-    "mc_letter_accuracy": "multiple choice, all questions: the letter log-likelihood (the headline's scoring)",
-    "mc_loglik_accuracy": "multiple choice, all questions: summed log-likelihood of the option TEXT as the answer",
-    "mc_loglik_norm_accuracy": "multiple choice, all questions: option-text log-likelihood per token",
-    "mc_generation_accuracy": "multiple choice, all questions: the letter (or the one option) the greedy answer names",
+    "accuracy_ci_exact": "Clopper–Pearson 95% interval of the headline accuracy (questions as independent trials)",
+    "chance": "the headline's expected accuracy when guessing (mean of 1 / options); null with factual questions",
+    "p_vs_chance": "exact two-sided binomial p of the headline accuracy against chance (when every headline "
+    "question has the same number of options)",
+    "mc_letter_accuracy": "multiple choice, all questions: the letter scoring (the headline's)",
+    "gold_avg_loglik": "multiple choice: the gold letter's log-probability; factual: the gold answer's per token",
     "by_split": "every question by the split of the article it was written from; unknown: no article_id, or an "
     "article in no split (excluded type, duplicate)",
     "intervals": "95% bootstrap resampling articles (questions from one article together; no article_id: alone)",
@@ -73,6 +78,8 @@ def load_qa(path: str | Path) -> list[dict[str, Any]]:
         else:
             item["answer"] = str(answer)
         item["difficulty"] = str(item.get("difficulty") or "unspecified")
+        if item.get("context") is not None and not isinstance(item["context"], str):
+            raise _question_error(path, item, "context must be the passage the question is about (a string)")
         source = item.get("article_id")
         if source is not None and (not isinstance(source, str) or not source.strip()):
             raise _question_error(path, item, f"article_id must be the source article's id (a string), got {source!r}")
@@ -147,6 +154,8 @@ def question_messages(item: dict[str, Any]) -> list[dict[str, str]]:
     if item["category"] == "multiple_choice":
         listed = "\n".join(f"{LETTERS[i]}) {option}" for i, option in enumerate(item["options"]))
         text = f"{text}\n{listed}\nAnswer with the letter of the correct option."
+    if item.get("context"):  # open book: the article passage the question is about, before it
+        text = f"{item['context']}\n\n{text}"
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": text}]
 
 
@@ -192,21 +201,49 @@ def letter_rows(
     return rows
 
 
-def score_multiple_choice(
-    letter_logliks: list[float], option_logliks: list[float], option_tokens: list[int], gold: int
-) -> dict[str, Any]:
-    """The record fields of one multiple-choice question from its three rankings; the headline is the letter's."""
-    letter_pick = max(range(len(letter_logliks)), key=lambda i: letter_logliks[i])
-    text_pick = max(range(len(option_logliks)), key=lambda i: option_logliks[i])
-    norm_pick = max(range(len(option_logliks)), key=lambda i: option_logliks[i] / option_tokens[i])
+def letter_token_ids(
+    tokenizer: Any, messages: list[dict[str, str]], n_options: int, date_string: str = DEFAULT_CHAT_DATE
+) -> list[int]:
+    """The first answer token of each option letter: one next-token distribution ranks them all. Letters whose
+    first tokens coincide cannot be told apart that way (refused)."""
+    rows = letter_rows(tokenizer, messages, n_options, date_string)
+    first = [next(t for t in row["labels"] if t != IGNORE_INDEX) for row in rows]
+    if len(set(first)) != n_options:
+        raise PrunetuneError(
+            f"the tokenizer starts option letters {LETTERS[:n_options]} with the same token; letter scoring needs "
+            "a distinct first token per letter"
+        )
+    return first
+
+
+@torch.no_grad()
+def next_token_logprobs(model: Any, prompts: list[list[int]], candidates: list[list[int]], batch_size: int) -> list:
+    """Per prompt, the log-probabilities (over the whole vocabulary) of its candidate next tokens: ONE forward pass
+    per prompt, right-padded into batches (no mask needed: a real token never sees the padding after it)."""
+    decoder, head = output_head(model)
+    device = next(model.parameters()).device
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    results: list[list[float]] = [[] for _ in prompts]
+    for start in range(0, len(order), batch_size):
+        batch = order[start : start + batch_size]
+        width = max(len(prompts[i]) for i in batch)
+        input_ids = torch.tensor([prompts[i] + [0] * (width - len(prompts[i])) for i in batch], device=device)
+        hidden = decoder(input_ids=input_ids, use_cache=False).last_hidden_state
+        last = hidden[torch.arange(len(batch), device=device), torch.tensor([len(prompts[i]) - 1 for i in batch])]
+        logprobs = torch.log_softmax(head(last).float(), dim=-1)
+        for row, index in enumerate(batch):
+            results[index] = logprobs[row, candidates[index]].tolist()
+    return results
+
+
+def score_multiple_choice(letter_logliks: list[float], gold: int) -> dict[str, Any]:
+    """The record fields of one multiple-choice question from its letters' next-token log-probabilities."""
+    pick = max(range(len(letter_logliks)), key=lambda i: letter_logliks[i])
     return {
         "letter_logliks": letter_logliks,
-        "option_logliks": option_logliks,
-        "option_tokens": option_tokens,
-        "letter_correct": letter_pick == gold,
-        "loglik_correct": text_pick == gold,
-        "loglik_norm_correct": norm_pick == gold,
-        "gold_avg_loglik": option_logliks[gold] / option_tokens[gold],
+        "picked": LETTERS[pick],
+        "letter_correct": pick == gold,
+        "gold_avg_loglik": letter_logliks[gold],
     }
 
 
@@ -220,60 +257,52 @@ def evaluate_qa(
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Accuracy (held-out headline), by split, category and difficulty (intervals and counts), one row per question.
 
-    membership maps article_id -> split (split_membership); without it every question's split is unknown.
-    date_string: the date chat templates print (params.yaml data.chat_date)."""
+    A multiple-choice question costs one forward pass (its letters' next-token log-probabilities); a factual one
+    is answered by greedy generation and its gold answer's likelihood. membership maps article_id -> split
+    (split_membership); without it every question's split is unknown. date_string: params.yaml data.chat_date."""
     cfg = as_section(QaParams, cfg)
     membership = membership or {}
     prompts = [question_messages(q) for q in questions]
-    generated = generate_greedy(
+    mc = [qi for qi, q in enumerate(questions) if q["category"] == "multiple_choice"]
+    factual = [qi for qi, q in enumerate(questions) if q["category"] != "multiple_choice"]
+    letter_ids: dict[int, list[int]] = {}
+    for qi in mc:
+        n_options = len(questions[qi]["options"])
+        if n_options not in letter_ids:
+            letter_ids[n_options] = letter_token_ids(tokenizer, prompts[qi], n_options, date_string)
+    letter_ll = next_token_logprobs(
         model,
-        tokenizer,
-        [prompt_ids(tokenizer, m, date_string) for m in prompts],
-        cfg.max_new_tokens,
+        [prompt_ids(tokenizer, prompts[qi], date_string) for qi in mc],
+        [letter_ids[len(questions[qi]["options"])] for qi in mc],
         cfg.batch_size,
     )
-    # scored rows: every option text of an MC question (the gold answer for a factual one), then every MC letter
-    candidates = [(qi, text) for qi, q in enumerate(questions) for text in q.get("options") or [q["answer"]]]
-    rows = [
-        tokenize_chat(tokenizer, [*prompts[qi], {"role": "assistant", "content": text}], date_string)
-        for qi, text in candidates
+    generated = generate_greedy(
+        model, tokenizer, [prompt_ids(tokenizer, prompts[qi], date_string) for qi in factual], cfg.max_new_tokens,
+        cfg.batch_size,
+    )  # fmt: skip
+    gold_rows = [
+        tokenize_chat(tokenizer, [*prompts[qi], {"role": "assistant", "content": questions[qi]["answer"]}], date_string)
+        for qi in factual
     ]
-    letters = [
-        (qi, i)
-        for qi, q in enumerate(questions)
-        if q["category"] == "multiple_choice"
-        for i in range(len(q["options"]))
-    ]
-    for qi, q in enumerate(questions):
-        if q["category"] == "multiple_choice":
-            rows += letter_rows(tokenizer, prompts[qi], len(q["options"]), date_string)
-    scored = completion_nll(model, rows, cfg.batch_size)
-    text_scores, letter_scores = scored[: len(candidates)], scored[len(candidates) :]
-
+    gold_nll = completion_nll(model, gold_rows, cfg.batch_size) if gold_rows else []
+    by_question = {qi: ("mc", ll) for qi, ll in zip(mc, letter_ll, strict=True)}
+    by_question.update({qi: ("factual", (g, nll)) for qi, g, nll in zip(factual, generated, gold_nll, strict=True)})
     records = []
     for qi, question in enumerate(questions):
-        options = [(-nll, n) for (qj, _), (nll, n) in zip(candidates, text_scores, strict=True) if qj == qi]
-        text = generated[qi]["text"]
         source = question.get("article_id")
         record = {"id": question["id"], "category": question["category"], "difficulty": question["difficulty"]}
         record.update(article_id=source, split=membership.get(source, "unknown") if source else "unknown")
-        record.update(question=question["question"], answer=question["answer"], generated=text)
-        if question["category"] == "multiple_choice":
-            letter_ll = [-nll for (qj, _), (nll, _) in zip(letters, letter_scores, strict=True) if qj == qi]
-            record.update(
-                score_multiple_choice(
-                    letter_ll, [ll for ll, _ in options], [n for _, n in options], question["answer_index"]
-                )
-            )
-            record["generation_correct"] = mc_letter_match(text, question["options"], question["answer_index"])
+        record.update(question=question["question"], answer=question["answer"])
+        kind, scored = by_question[qi]
+        if kind == "mc":
+            record.update(score_multiple_choice(scored, question["answer_index"]))
+            record["n_options"] = len(question["options"])
             record["correct"] = record["letter_correct"]
         else:
-            record.update(
-                generation_correct=answer_matches(text, question["answer"]),
-                gold_avg_loglik=options[0][0] / options[0][1],
-            )
-            record["correct"] = record["generation_correct"]
-        record["hit_max_new_tokens"] = generated[qi]["hit_max_new_tokens"]
+            generation, (nll, n_tokens) = scored
+            record.update(generated=generation["text"], hit_max_new_tokens=generation["hit_max_new_tokens"])
+            record.update(generation_correct=answer_matches(generation["text"], question["answer"]))
+            record.update(gold_avg_loglik=-nll / n_tokens, correct=record["generation_correct"])
         records.append(record)
     return summarize_qa(records, cfg), records
 
@@ -283,6 +312,20 @@ def _accuracy_block(records: list[dict[str, Any]], key: str, cfg: QaParams, name
     clusters = [r.get("article_id") or f"question:{r['id']}" for r in records]
     values = [float(r[key]) for r in records]
     return mean_with_ci(name, values, cfg.bootstrap_resamples, cfg.seed, cfg.ci_method, clusters=clusters)
+
+
+def _exact_block(headline: list[dict[str, Any]]) -> dict[str, Any]:
+    """The headline's binomial view: Clopper–Pearson interval, chance rate and the exact test against it (a
+    bootstrap of 0 of n correct is [0, 0]; the binomial interval is not)."""
+    correct = sum(bool(r["correct"]) for r in headline)
+    options = [r.get("n_options") for r in headline]
+    chance = None if None in options else sum(1 / k for k in options) / len(options)
+    same = chance is not None and len(set(options)) == 1
+    return {
+        "accuracy_ci_exact": clopper_pearson(correct, len(headline)),
+        "chance": chance,
+        "p_vs_chance": binomial_test(correct, len(headline), chance) if same else None,
+    }
 
 
 def summarize_qa(records: list[dict[str, Any]], cfg: QaParams | dict[str, Any]) -> dict[str, Any]:
@@ -300,12 +343,10 @@ def summarize_qa(records: list[dict[str, Any]], cfg: QaParams | dict[str, Any]) 
         **_accuracy_block(records, "correct", cfg, "accuracy_all"),
         "n": len(records),
     }
+    metrics.update(_exact_block(headline))
     mc = [r for r in records if r["category"] == "multiple_choice"]
     if mc:
         metrics.update(_accuracy_block(mc, "letter_correct", cfg, "mc_letter_accuracy"))
-        metrics.update(_accuracy_block(mc, "loglik_correct", cfg, "mc_loglik_accuracy"))
-        metrics.update(_accuracy_block(mc, "loglik_norm_correct", cfg, "mc_loglik_norm_accuracy"))
-        metrics.update(_accuracy_block(mc, "generation_correct", cfg, "mc_generation_accuracy"))
     metrics.update(_accuracy_block(records, "gold_avg_loglik", cfg, "gold_avg_loglik"))
     groupings = (
         ("split", (*SPLITS, "unknown")),

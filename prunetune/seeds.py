@@ -10,8 +10,11 @@ noise that no single run shows. Run the configuration with several seeds, then p
     dvc queue start          # then `dvc queue status` until every task is done
     prunetune seed-report --out reports/seeds
 
-Each paired difference of metrics/comparison.json gets its value per seed, the mean and between-seed standard
-deviation beside the mean bootstrap interval, and how many seeds agree on its sign and on its significance.
+Each paired difference of metrics/comparison.json gets its value per seed, the mean over seeds with its Student-t
+95% interval (seeds as independent replicates; an interval for the mean, not an average of the seeds' own
+intervals), the between-seed standard deviation, and how many seeds agree on its sign and on its significance.
+Each seed's comparison.json is written beside the table (OUT/NAME/comparison.json), so a clone can recompute the
+table from the committed files alone: `prunetune seed-report --comparisons reports/seeds`.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from prunetune.config import PrunetuneError
-from prunetune.jsonio import read_json
+from prunetune.jsonio import read_json, write_json
+from prunetune.stats import t_interval
 from prunetune.sweep import check_out_dir, exp_states, file_data, metrics_problem
 
 COMPARISON = "metrics/comparison.json"
@@ -90,8 +94,8 @@ def _significant(entry: dict[str, Any]) -> bool:
 
 
 def pool_differences(runs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (pair, metric) present in every run: per-seed values, mean, between-seed sd, mean interval,
-    and the seeds that agree with the first on the sign and that call it significant."""
+    """One row per (pair, metric) present in every run: per-seed values, mean with its t-interval over seeds,
+    between-seed sd, and the seeds that agree with the first on the sign and that call it significant."""
     first = next(iter(runs.values()))
     rows = []
     for pair, metrics in first.get("differences", {}).items():
@@ -100,16 +104,16 @@ def pool_differences(runs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
             if any(not isinstance(e, dict) or "diff" not in e for e in entries):
                 continue
             values = [float(e["diff"]) for e in entries]
-            lows, highs = [float(e["ci"][0]) for e in entries], [float(e["ci"][1]) for e in entries]
+            mean, t_ci = t_interval(values)
             signs = [math.copysign(1, v) if v else 0 for v in values]
             rows.append(
                 {
                     "pair": pair,
                     "metric": metric,
                     "values": dict(zip(runs, values, strict=True)),
-                    "mean": statistics.fmean(values),
+                    "mean": mean,
                     "seed_sd": statistics.stdev(values),
-                    "mean_ci": [statistics.fmean(lows), statistics.fmean(highs)],
+                    "t_ci": t_ci,  # Student-t over seeds, n - 1 degrees of freedom
                     "same_sign": sum(s == signs[0] for s in signs),
                     "significant": sum(_significant(e) for e in entries),
                     "seeds": len(entries),
@@ -119,40 +123,63 @@ def pool_differences(runs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _verdict(row: dict[str, Any]) -> str:
+    """The pooled verdict: the t-interval over seeds, beside how many seeds' own Holm verdicts agree."""
+    low, high = row["t_ci"]
+    pooled = ("+" if low > 0 else "−") + " (t-interval excludes 0)" if low > 0 or high < 0 else "not detected"
     n = row["seeds"]
-    if row["significant"] == n and row["same_sign"] == n:
-        return f"{'+' if row['mean'] > 0 else '−'} in all {n}"
-    if row["significant"] == 0:
-        return f"n.s. in all {n}"
-    return f"mixed ({row['significant']}/{n} significant)"
+    return f"{pooled}; {row['significant']}/{n} seeds significant"
 
 
 def render_markdown(rows: list[dict[str, Any]], names: list[str]) -> str:
-    header = "| A − B | metric | " + " | ".join(names) + " | mean | between-seed sd | mean 95% bootstrap CI | verdict |"
+    header = (
+        "| A − B | metric | " + " | ".join(names) + " | mean | 95% t-interval over seeds | between-seed sd | verdict |"
+    )
     lines = [
-        f"Paired differences over {len(names)} training seeds ({', '.join(names)}). *between-seed sd* is the spread "
-        "that retraining causes; *mean 95% bootstrap CI* the test-set noise a single run reports. The verdict holds "
-        "a difference only where every seed calls it significant with the same sign.",
+        f"Paired differences over {len(names)} runs ({', '.join(names)}), each with its own training seeds (and "
+        "split, where data.seed differs). *95% t-interval over seeds*: mean ± t(n−1)·sd/√n, an interval for the "
+        "mean over seeds that counts retraining noise (and only that between runs); with few seeds it is wide. "
+        "The verdict names a sign only where that interval excludes zero; otherwise the difference is not "
+        "detected at this power (which is not evidence of no difference). *n/N seeds significant*: each run's "
+        "own Holm verdict. Each run's comparison.json is in this folder (NAME/comparison.json).",
         "",
         header,
         "|" + "---|" * (len(names) + 6),
     ]
     for row in rows:
         cells = [f"{row['values'][name]:+.4g}" for name in names]
-        low, high = row["mean_ci"]
+        low, high = row["t_ci"]
         lines.append(
             f"| {row['pair'].replace('-', ' − ', 1)} | {row['metric']} | {' | '.join(cells)} | {row['mean']:+.4g} | "
-            f"{row['seed_sd']:.3g} | [{low:+.4g}, {high:+.4g}] | {_verdict(row)} |"
+            f"[{low:+.4g}, {high:+.4g}] | {row['seed_sd']:.3g} | {_verdict(row)} |"
         )
     return "\n".join(lines) + "\n"
 
 
-def seed_report(exp_show: list[dict[str, Any]], out_dir: Path, names: list[str] | None = None) -> dict[str, Path]:
-    """seeds.json (every pooled row) and seeds.md (the table) in out_dir."""
-    runs = seed_runs(exp_show, names)
+def read_comparisons(folder: Path) -> dict[str, dict[str, Any]]:
+    """name -> comparison from a seed report's folder (NAME/comparison.json): the committed runs, no dvc needed."""
+    files = sorted(Path(folder).glob("*/comparison.json"))
+    if len(files) < 2:
+        raise PrunetuneError(f"seed-report: {folder} holds {len(files)} NAME/comparison.json; pooling needs at least 2")
+    return {path.parent.name: read_json(path) for path in files}
+
+
+def seed_report(
+    exp_show: list[dict[str, Any]] | None,
+    out_dir: Path,
+    names: list[str] | None = None,
+    runs: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Path]:
+    """seeds.json (every pooled row), seeds.md (the table) and each run's NAME/comparison.json in out_dir; from
+    `dvc exp show` output, or from runs already read (read_comparisons)."""
+    if runs is None:
+        runs = seed_runs(exp_show or [], names)
+    elif names:
+        runs = {name: runs[name] for name in names if name in runs}
     rows = pool_differences(runs)
     check_out_dir(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    for name, comparison in runs.items():
+        write_json(out_dir / name / "comparison.json", comparison)
     json_path, md_path = out_dir / "seeds.json", out_dir / "seeds.md"
     json_path.write_text(json.dumps({"experiments": list(runs), "differences": rows}, indent=2) + "\n")
     md_path.write_text(render_markdown(rows, list(runs)), encoding="utf-8")

@@ -26,6 +26,9 @@ class Bootstrap:
     percentile: list[float]
     bca: list[float]
     distribution: np.ndarray
+    value: float = math.nan  # the statistic on every example (ratio_bootstrap)
+    n: int = 0  # examples
+    units: int = 0  # resampled units (clusters, or examples)
 
     def ci(self, method: str = "percentile") -> list[float]:
         if method not in CI_METHODS:
@@ -107,6 +110,65 @@ def bootstrap_ci(
     return bootstrap(n, statistic, n_resamples, seed, confidence, clusters).ci(method)
 
 
+RESAMPLE_CHUNK = 2000  # resamples drawn and summed at once: a chunk x units count matrix
+
+
+def ratio_bootstrap(
+    terms: Sequence[tuple[float, Sequence[float], Sequence[float]]],
+    n_resamples: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    clusters: Sequence | None = None,
+) -> Bootstrap:
+    """The (cluster) bootstrap of Σ w·sum(num)/sum(den) over the resampled units, vectorized: a mean (den 1), a
+    paired difference of means (w = +1, -1), a token-weighted log-perplexity and its paired difference are all
+    ratios of sums. Each resample is a row of unit counts, so B = 10,000 costs a few matrix products; the same
+    seed and unit count draw the same resamples for every statistic (their distributions pair up). BCa from the
+    leave-one-unit-out jackknife; degenerate data (every resample equal) gives [v, v]."""
+    from scipy.special import ndtr, ndtri
+
+    if not terms or not len(terms[0][1]):
+        raise PrunetuneError("metrics: a confidence interval needs at least one example; check the test split")
+    if n_resamples < 1 or not 0 < confidence < 1:
+        raise PrunetuneError(f"metrics: need n_resamples >= 1 and 0 < confidence < 1, got {n_resamples}, {confidence}")
+    n = len(terms[0][1])
+    units = _units(n, clusters) or [np.asarray([i]) for i in range(n)]
+    label = np.empty(n, dtype=np.int64)
+    for u, members in enumerate(units):
+        label[members] = u
+    k = len(units)
+    sums = [
+        (w, np.bincount(label, np.asarray(num, np.float64), k), np.bincount(label, np.asarray(den, np.float64), k))
+        for w, num, den in terms
+    ]
+    value = float(sum(w * num.sum() / den.sum() for w, num, den in sums))
+    if k == 1:
+        return Bootstrap([value, value], [value, value], np.full(1, value), value, n, k)
+    rng = np.random.default_rng(seed)
+    chunks = []
+    for start in range(0, n_resamples, RESAMPLE_CHUNK):
+        rows = min(RESAMPLE_CHUNK, n_resamples - start)
+        drawn = rng.integers(0, k, (rows, k)) + k * np.arange(rows)[:, None]
+        counts = np.bincount(drawn.ravel(), minlength=rows * k).reshape(rows, k).astype(np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            chunks.append(sum(w * (counts @ num) / (counts @ den) for w, num, den in sums))
+    distribution = np.concatenate(chunks)
+    alpha = (1 - confidence) / 2
+    finite = distribution[np.isfinite(distribution)]
+    percentile = [float(v) for v in np.percentile(finite, [100 * alpha, 100 * (1 - alpha)])]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        jackknife = sum(w * (num.sum() - num) / (den.sum() - den) for w, num, den in sums)
+        spread = jackknife.mean() - jackknife
+        acceleration = (spread**3).sum() / (6 * (spread**2).sum() ** 1.5)
+        z0 = ndtri(np.mean(finite < value))
+        z = ndtri(np.array([alpha, 1 - alpha]))
+        levels = ndtr(z0 + (z0 + z) / (1 - acceleration * (z0 + z)))
+    bca = [float(v) for v in np.percentile(finite, 100 * levels)] if np.isfinite(levels).all() else list(percentile)
+    if np.ptp(finite) == 0:
+        percentile = bca = [float(finite[0])] * 2
+    return Bootstrap(percentile, bca, distribution, value, n, k)
+
+
 def mean_ci(
     values: Sequence[float],
     n_resamples: int = 1000,
@@ -116,7 +178,9 @@ def mean_ci(
 ) -> tuple[float, list[float]]:
     """The mean of per-example scores and its 95% bootstrap interval."""
     x = np.asarray(values, dtype=np.float64)
-    ci = bootstrap_ci(len(x), lambda idx: x[idx].mean(), n_resamples, seed, clusters=clusters, method=method)
+    if len(x) < 1:
+        raise PrunetuneError("metrics: a confidence interval needs at least one example; check the test split")
+    ci = ratio_bootstrap([(1.0, x, np.ones_like(x))], n_resamples, seed, clusters=clusters).ci(method)
     return float(x.mean()), ci
 
 
@@ -134,11 +198,18 @@ def mean_with_ci(
 
 
 def bootstrap_p_value(distribution: Sequence[float] | np.ndarray) -> float:
-    """Two-sided p of 'no difference' from a bootstrap distribution of differences: 2·min(P(d ≤ 0), P(d ≥ 0)),
-    floored at 1/(B+1) (B resamples cannot show less) and capped at 1."""
+    """Two-sided p of 'no difference' from B bootstrap differences: each side (k + 1) / (B + 1) with k the resamples
+    at or beyond zero on that side (Davison & Hinkley's correction: B resamples cannot show less), the smaller side
+    doubled and capped at 1; so no p is below 2 / (B + 1)."""
     d = np.asarray(distribution, dtype=np.float64)
-    p = 2 * min(float(np.mean(d <= 0)), float(np.mean(d >= 0)))
-    return min(1.0, max(p, 1 / (len(d) + 1)))
+    b = len(d)
+    below, above = (int(np.sum(d <= 0)) + 1) / (b + 1), (int(np.sum(d >= 0)) + 1) / (b + 1)
+    return min(1.0, 2 * min(below, above))
+
+
+def p_floor(n_resamples: int) -> float:
+    """The smallest two-sided bootstrap p-value B resamples can give: 2 / (B + 1)."""
+    return 2 / (n_resamples + 1)
 
 
 def holm(p_values: Sequence[float], alpha: float = 0.05) -> tuple[list[float], list[bool]]:
@@ -186,9 +257,71 @@ def paired_bootstrap_diff(
             f"metrics: paired bootstrap needs both variants scored on the same examples, got {len(a)} and {len(b)}"
         )
     x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return paired_bootstrap_stat(
-        len(x), lambda idx: x[idx].mean(), lambda idx: y[idx].mean(), n_resamples, seed, clusters=clusters
-    )
+    ones = np.ones_like(x)
+    return paired_test(ratio_bootstrap([(1.0, x, ones), (-1.0, y, ones)], n_resamples, seed, clusters=clusters))
+
+
+def paired_test(result: Bootstrap) -> dict[str, Any]:
+    """The entry of one paired difference from its ratio_bootstrap: value, percentile and BCa intervals, the
+    two-sided p-value, the examples and resampled units behind it."""
+    ci = result.percentile
+    return {
+        "diff": result.value,
+        "ci": ci,
+        "ci_bca": result.bca,
+        "p_value": bootstrap_p_value(result.distribution),
+        "excludes_zero": bool(ci[0] > 0 or ci[1] < 0),
+        "n": result.n,
+        "units": result.units,
+    }
+
+
+def clopper_pearson(successes: int, n: int, confidence: float = 0.95) -> list[float]:
+    """The exact binomial interval of a proportion: where a bootstrap degenerates (0 of n resamples to [0, 0]), it
+    still says how far the true rate may be from the observed one."""
+    from scipy import stats
+
+    if n < 1 or not 0 <= successes <= n:
+        raise PrunetuneError(f"metrics: a binomial interval needs 0 <= successes <= n and n >= 1, got {successes}/{n}")
+    ci = stats.binomtest(int(successes), int(n)).proportion_ci(confidence_level=confidence, method="exact")
+    return [float(ci.low), float(ci.high)]
+
+
+def binomial_test(successes: int, n: int, chance: float) -> float:
+    """Two-sided exact binomial p-value of a proportion against a known chance rate (e.g. 0.25 with 4 options)."""
+    from scipy import stats
+
+    return float(stats.binomtest(int(successes), int(n), chance).pvalue)
+
+
+def t_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, list[float]]:
+    """Mean of a few independent replicates (training seeds) and its Student-t interval mean ± t·sd/√n: an interval
+    for the mean over seeds, which an average of the seeds' interval endpoints is not."""
+    from scipy import stats
+
+    x = np.asarray(values, dtype=np.float64)
+    if len(x) < 2:
+        raise PrunetuneError(f"metrics: a t-interval over seeds needs at least 2 values, got {len(x)}")
+    mean, half = float(x.mean()), float(stats.t.ppf(0.5 + confidence / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
+    return mean, [mean - half, mean + half]
+
+
+def fieller(
+    numerator: float, denominator: float, covariance: np.ndarray, confidence: float = 0.95
+) -> list[float] | None:
+    """Fieller's interval for numerator / denominator given their 2x2 covariance (e.g. from a joint bootstrap): the
+    ratios r with (a - r·b)² <= z²·(Vaa - 2r·Vab + r²·Vbb). None when the denominator is not clearly away from zero
+    (b² <= z²·Vbb: the set is unbounded), the case in which a ratio means nothing."""
+    from scipy import stats
+
+    z2 = float(stats.norm.ppf(0.5 + confidence / 2)) ** 2
+    a, b = float(numerator), float(denominator)
+    (vaa, vab), (_, vbb) = np.asarray(covariance, dtype=np.float64)
+    qa, qb, qc = b * b - z2 * vbb, -2 * (a * b - z2 * vab), a * a - z2 * vaa
+    if qa <= 0:
+        return None
+    root = math.sqrt(max(qb * qb - 4 * qa * qc, 0.0))
+    return [(-qb - root) / (2 * qa), (-qb + root) / (2 * qa)]
 
 
 # ---------------------------------------------------------------- perplexity
@@ -222,12 +355,5 @@ def perplexity_ci(
     nll, tokens = _nll_arrays(nll_sums, token_counts)
     keep = tokens > 0  # they add nothing to either sum, and could empty a resample
     labels = None if clusters is None else [c for c, k in zip(clusters, keep, strict=True) if k]
-    nll, tokens = nll[keep], tokens[keep]
-    return bootstrap_ci(
-        len(nll),
-        lambda idx: math.exp(nll[idx].sum() / tokens[idx].sum()),
-        n_resamples,
-        seed,
-        clusters=labels,
-        method=method,
-    )
+    result = ratio_bootstrap([(1.0, nll[keep], tokens[keep])], n_resamples, seed, clusters=labels)
+    return [math.exp(v) for v in result.ci(method)]  # exp is monotone: the interval of exp is exp of the interval

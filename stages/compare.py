@@ -8,7 +8,7 @@ Reads EVAL_DIR/VARIANT.json, QA_DIR/VARIANT.json, PREDICTIONS_DIR/VARIANT.jsonl 
 
 from pathlib import Path
 
-from prunetune.comparison import compare, example_counts, load_inputs, render_markdown, significant_columns
+from prunetune.comparison import recompute, significant_columns
 from prunetune.config import run_stage, stage_args
 from prunetune.jsonio import write_json
 from prunetune.params import EvalParams, load_section
@@ -18,13 +18,12 @@ def main() -> None:
     names = ("EVAL_DIR", "QA_DIR", "PREDICTIONS_DIR", "METRICS", "REPORT")
     eval_dir, qa_dir, predictions_dir, metrics_file, report = map(Path, stage_args(*names))
     cfg = load_section(EvalParams)
-    eval_metrics, qa_metrics, predictions, qa_predictions = load_inputs(eval_dir, qa_dir, predictions_dir)
-    comparison = compare(
-        eval_metrics, qa_metrics, predictions, qa_predictions, cfg.bootstrap_resamples, cfg.seed, cfg.ci_method
+    comparison, markdown = recompute(
+        eval_dir, qa_dir, predictions_dir, cfg.bootstrap_resamples, cfg.seed, cfg.ci_method
     )
     write_json(metrics_file, comparison)
     report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_text(render_markdown(comparison, example_counts(predictions, qa_predictions)))
+    report.write_text(markdown)
     for pair, columns in significant_columns(comparison).items():
         print(f"compare: {pair.replace('-', ' - ')}: Holm-significant for {', '.join(columns) or 'no metric'}")
 

@@ -11,7 +11,8 @@ import pytest
 import yaml
 from conftest import stage_argv
 
-from prunetune.comparison import PAIRS, VARIANTS, compare, healing, healing_sentence, render_markdown
+from prunetune.cli import main
+from prunetune.comparison import PAIRS, VARIANTS, compare, healing_sentence, render_markdown
 from prunetune.config import PrunetuneError
 from prunetune.params import EvalParams
 from prunetune.plots import layer_rows, training_rows
@@ -31,6 +32,11 @@ FIXTURE = {
     "ft_pruned": (0.5, 0.3, (2.0, 4.0), (1, 1, 0)),
 }
 TOKENS = (1, 2)  # answer tokens of a1, a2
+# what reading nothing scores on a1, a2: the majority type right on a1 only, the constant tag set 0.1 on both
+BASELINE_ROWS = {
+    "type_classification": {"a1": {"baseline_scores": {"accuracy": 1.0}}, "a2": {"baseline_scores": {"accuracy": 0.0}}},
+    "tag_extraction": {"a1": {"baseline_scores": {"f1": 0.1}}, "a2": {"baseline_scores": {"f1": 0.1}}},
+}
 
 
 def fixture_inputs() -> tuple[dict, dict, dict, dict]:
@@ -60,6 +66,7 @@ def fixture_inputs() -> tuple[dict, dict, dict, dict]:
                 # an article's NLL and tokens spread over its four task rows: the totals stay 6 over 3 tokens
                 "nll_sum": nll_sum / len(TASK_SCORES),
                 "answer_tokens": tokens / len(TASK_SCORES),
+                **BASELINE_ROWS.get(task, {}).get(article, {}),
             }
             for task in TASK_SCORES
             for article, score, nll_sum, tokens in zip(("a1", "a2"), (score_1, score_2), nll, TOKENS, strict=True)
@@ -86,7 +93,8 @@ def test_table_holds_each_variants_numbers_with_intervals():
     assert row["type_accuracy"] == pytest.approx(0.4)
     assert row["perplexity"] == pytest.approx(math.exp(6 / 3))
     assert row["qa_accuracy"] == pytest.approx(2 / 3)
-    assert set(comparison["differences"]) == {f"{a}-{b}" for a, b in PAIRS}
+    baselines = {f"{v}-{b}" for v in ("ft_full", "ft_pruned") for b in ("majority_type", "constant_tags")}
+    assert set(comparison["differences"]) == {f"{a}-{b}" for a, b in PAIRS} | baselines
 
 
 def test_paired_differences_against_a_direct_computation():
@@ -97,16 +105,19 @@ def test_paired_differences_against_a_direct_computation():
     assert rouge["diff"] == pytest.approx(0.25)
     assert 0.2 - 1e-9 <= rouge["ci"][0] <= rouge["ci"][1] <= 0.3 + 1e-9
     assert rouge["excludes_zero"] and rouge["n"] == 2
-    # perplexity: token-weighted over all rows, exp(sum NLL / sum tokens) for each side
-    perplexity = differences["ft_pruned-ft_full"]["perplexity"]
-    assert perplexity["diff"] == pytest.approx(math.exp(6 / 3) - math.exp(2 / 3))
-    assert perplexity["n"] == 8 and perplexity["units"] == 2  # 8 rows, resampled as 2 articles
+    # log-perplexity: sum NLL / sum tokens over all rows for each side: 6/3 - 2/3 = 4/3 (perplexity ratio e^(4/3))
+    log_ppl = differences["ft_pruned-ft_full"]["log_ppl"]
+    assert log_ppl["diff"] == pytest.approx(6 / 3 - 2 / 3)
+    assert log_ppl["n"] == 8 and log_ppl["units"] == 2  # 8 rows, resampled as 2 articles
+    # per task: each task holds a quarter of both articles' NLL and tokens, so each task's gap is the same 4/3
+    assert differences["ft_pruned-ft_full"]["log_ppl_summarization"]["diff"] == pytest.approx(4 / 3)
+    assert differences["ft_pruned-ft_full"]["log_ppl_summarization"]["n"] == 2
     # QA: per-question differences 1, 0, 0 -> mean 1/3; a resample of only zeros is likely, so zero is inside
     qa = differences["ft_pruned-ft_full"]["qa_accuracy"]
     assert qa["diff"] == pytest.approx(1 / 3)
     assert qa["ci"][0] == 0.0 and not qa["excludes_zero"]
     # identical variants on a task: a zero difference whose interval is [0, 0], which does not exclude zero
-    same = differences["ft_full-base_full"]["perplexity"]
+    same = differences["ft_full-base_full"]["log_ppl"]
     assert same["diff"] == 0.0 and same["ci"] == [0.0, 0.0] and not same["excludes_zero"]
     # base_full - base_pruned scores (0.1, 0.2) vs (0.1, 0.1): direct mean difference -0.05
     assert differences["base_pruned-base_full"]["title_rougeL"]["diff"] == pytest.approx(-0.05)
@@ -119,71 +130,72 @@ def test_variants_scored_on_different_examples_are_refused():
         compare(eval_metrics, qa_metrics, predictions, qa_predictions)
 
 
-def test_holm_decides_what_is_bold():
+def test_holm_decides_what_is_bold_within_the_primary_family():
     comparison = compare(*fixture_inputs())
     rouge = comparison["differences"]["ft_pruned-ft_full"]["summarization_rougeL"]
-    # every resample's difference is in [0.2, 0.3] > 0: p at the floor 1/1001; Holm over 24 tests: 24/1001 = 0.024
-    assert rouge["p_value"] == pytest.approx(1 / 1001) and rouge["p_holm"] == pytest.approx(24 / 1001)
+    # every resample's difference is in [0.2, 0.3] > 0: p = 2 * (0 + 1) / 1001; Holm over the 11 primary tests
+    assert rouge["family"] == "primary"
+    assert rouge["p_value"] == pytest.approx(2 / 1001) and rouge["p_holm"] == pytest.approx(11 * 2 / 1001)
     assert rouge["holm_significant"]
-    same = comparison["differences"]["ft_full-base_full"]["perplexity"]
+    assert comparison["multiplicity"]["families"] == {"primary": 11, "secondary": 33}
+    assert comparison["multiplicity"]["p_floor"] == pytest.approx(2 / 1001)
+    secondary = comparison["differences"]["ft_full-base_full"]["summarization_rougeL"]
+    assert secondary["family"] == "secondary"
+    same = comparison["differences"]["ft_full-base_full"]["log_ppl"]
     assert same["p_value"] == 1.0 and not same["holm_significant"]  # identical: P(d <= 0) = P(d >= 0) = 1
-    assert comparison["multiplicity"]["family"] == 24
-    # with 200 resamples the floor 1/201 exceeds 0.05/24: nothing can be significant, and the report says so
+    # with 200 resamples the floor 2/201 exceeds 0.05/11: nothing can be significant, and the report says so
     few = compare(*fixture_inputs(), n_resamples=200)
-    assert not any(d["holm_significant"] for diffs in few["differences"].values() for d in diffs.values())
+    assert not any(d["holm_significant"] for d in few["differences"]["ft_pruned-ft_full"].values())
     assert "no test can reach Holm significance" in render_markdown(few, {"qa": 3, "articles": 2})
 
 
-def healing_rows(ppl: dict[str, tuple[float, float]]) -> tuple[dict, list[tuple]]:
-    """Two articles, one answer token each: a variant's NLL on an article is ln(its perplexity there)."""
-    keys = [("summarization", "a1"), ("summarization", "a2")]
-    rows = {
-        v: {k: {"nll_sum": math.log(p), "answer_tokens": 1} for k, p in zip(keys, ppl[v], strict=True)}
-        for v in VARIANTS
-    }
-    return rows, keys
+def test_fine_tuned_models_are_tested_against_reading_nothing():
+    differences = compare(*fixture_inputs())["differences"]
+    # ft_pruned type accuracy per article (0.5, 0.3) against the majority's (1, 0): mean 0.4 - 0.5 = -0.1
+    majority = differences["ft_pruned-majority_type"]["type_accuracy"]
+    assert majority["diff"] == pytest.approx(-0.1) and majority["family"] == "primary"
+    # ft_full tag F1 (0.2, 0.1) against the constant set's (0.1, 0.1): +0.05, every resample in [0, 0.1]
+    constant = differences["ft_full-constant_tags"]["tag_f1"]
+    assert constant["diff"] == pytest.approx(0.05) and 0 <= constant["ci"][0] <= constant["ci"][1] <= 0.1 + 1e-9
 
 
-def test_healing_recovered_fraction_hand_worked():
-    # both articles alike: base 20 -> pruned 30 (gap 10); fine-tuned 10 -> pruned 14 (gap 4): 1 - 4/10 = 0.6;
-    # every resample of identical articles gives the same four perplexities, so the interval is [0.6, 0.6]
-    same = {"base_full": (20, 20), "base_pruned": (30, 30), "ft_full": (10, 10), "ft_pruned": (14, 14)}
-    heal = healing(*healing_rows(same))
-    assert heal["gap_base"] == pytest.approx(10) and heal["gap_ft"] == pytest.approx(4)
-    assert heal["recovered_fraction"] == pytest.approx(0.6) and heal["recovered_fraction_ci"] == pytest.approx(
-        [0.6, 0.6]
-    )
-    assert healing_sentence(heal).startswith("Fine-tuning recovers 60% [60%, 60%] of the perplexity that pruning cost")
-    # perplexities over two articles differ: a1 as above, a2 with pruning gap 20 -> 40 (gap 20) and 10 -> 10 (0);
-    # both: exp(mean of logs) per variant. base_full sqrt(20*20) = 20, base_pruned sqrt(30*40) = 34.64 (gap 14.64),
-    # ft_full 10, ft_pruned sqrt(14*10) = 11.83 (gap 1.83): recovered 1 - 1.83/14.64 = 0.875
-    mixed = {"base_full": (20, 20), "base_pruned": (30, 40), "ft_full": (10, 10), "ft_pruned": (14, 10)}
-    heal = healing(*healing_rows(mixed))
-    expected = 1 - (math.sqrt(140) - 10) / (math.sqrt(1200) - 20)
-    assert heal["recovered_fraction"] == pytest.approx(expected) and expected == pytest.approx(0.875, abs=1e-3)
-    # resamples {a1,a1}: 0.6; {a2,a2}: 1 - 0/20 = 1.0; mixed: 0.875 -> the interval spans [0.6, 1.0]
-    assert heal["recovered_fraction_ci"] == pytest.approx([0.6, 1.0])
+def healing_inputs(ppl: dict[str, tuple[float, float]]) -> tuple:
+    """Two articles, one summarization answer each (one token): a variant's NLL on an article is ln(its perplexity
+    there); the other tasks copy it, so every per-task gap equals the pooled one."""
+    eval_metrics, qa_metrics, predictions, qa_predictions = fixture_inputs()
+    for variant, (p1, p2) in ppl.items():
+        for row in predictions[variant]:
+            row["nll_sum"], row["answer_tokens"] = math.log(p1 if row["article_id"] == "a1" else p2), 1
+    return eval_metrics, qa_metrics, predictions, qa_predictions
 
 
-def test_healing_is_not_meaningful_when_pruning_cost_nothing():
-    # a1: pruning raises perplexity 20 -> 30; a2: it lowers it 20 -> 15: the gap's interval straddles zero
-    rows, keys = healing_rows(
-        {"base_full": (20, 20), "base_pruned": (30, 15), "ft_full": (10, 10), "ft_pruned": (14, 10)}
-    )
-    heal = healing(rows, keys)
-    assert heal["gap_base_ci"][0] < 0 < heal["gap_base_ci"][1]
+def test_healing_on_the_log_scale_hand_worked():
+    # a1: base 20 -> pruned 30, fine-tuned 10 -> pruned 14; a2: 20 -> 40, 10 -> 12. Log gaps per article:
+    # base ln 1.5 = 0.405, ln 2 = 0.693; fine-tuned ln 1.4 = 0.336, ln 1.2 = 0.182. Pooled (means of logs):
+    # gap_base = (ln 1.5 + ln 2) / 2 = ln 3 / 2 = 0.549, gap_ft = ln 1.68 / 2 = 0.259: recovered 1 - ln 1.68 / ln 3
+    ppl = {"base_full": (20, 20), "base_pruned": (30, 40), "ft_full": (10, 10), "ft_pruned": (14, 12)}
+    heal = compare(*healing_inputs(ppl), n_resamples=2000)["healing"]["all_answers"]
+    assert heal["gap_base"] == pytest.approx(math.log(3) / 2) and heal["gap_ft"] == pytest.approx(math.log(1.68) / 2)
+    assert heal["meaningful"]  # every resample's base gap is in [0.405, 0.693] > 0: Holm-significant
+    assert heal["recovered_fraction"] == pytest.approx(1 - math.log(1.68) / math.log(3))
+    low, high = heal["recovered_fraction_ci"]  # Fieller's interval holds the estimate
+    assert low < heal["recovered_fraction"] < high
+    # a ratio with the gap's sign unclear is not given: a1 pruning costs, a2 pruning helps
+    mixed = {"base_full": (20, 20), "base_pruned": (30, 15), "ft_full": (10, 10), "ft_pruned": (14, 10)}
+    comparison = compare(*healing_inputs(mixed), n_resamples=2000)
+    heal = comparison["healing"]["all_answers"]
     assert not heal["meaningful"] and heal["recovered_fraction"] is None and heal["recovered_fraction_ci"] is None
-    assert "not meaningful" in healing_sentence(heal) and "%" not in healing_sentence(heal)
+    assert "no recovered fraction is given" in healing_sentence(comparison["healing"])
 
 
 def test_markdown_report_marks_differences_that_exclude_zero():
     comparison = compare(*fixture_inputs())
     text = render_markdown(comparison, {"summarization": 2, "qa": 3, "articles": 2})
-    assert "Holm–Bonferroni over the family of all 24 paired tests" in text
+    assert "The 11 pre-declared primary tests" in text and "the other 33 tests form the secondary family" in text
     assert "With 2 test articles a percentile interval under-covers" in text and "## Healing" in text
     table_rows = [line for line in text.splitlines() if line.startswith("| ")]
-    assert len(table_rows) == 2 + len(VARIANTS) + len(PAIRS)  # two headings, four variants, four pairs
-    pruned_vs_full = next(line for line in table_rows if line.startswith("| ft_pruned − ft_full"))
+    assert "| ft_pruned − majority_type type_accuracy | -0.1000 |" in text  # a primary test's row
+    pruned_vs_full = next(line for line in table_rows if line.startswith("| ft_pruned − ft_full |"))
     assert "**+0.250 [" in pruned_vs_full  # summarization ROUGE-L, interval excludes zero
     assert "| +0.333 [" in pruned_vs_full  # QA, interval touches zero: not bold
     assert comparison["baselines"] == {"tag_f1": 0.25, "type_accuracy": 0.5}
@@ -227,7 +239,7 @@ def test_compare_and_plot_stages_on_a_small_fixture(tmp_path):
     comparison = json.loads((tmp_path / "metrics/comparison.json").read_text())
     assert comparison["differences"]["ft_pruned-ft_full"]["summarization_rougeL"]["diff"] == pytest.approx(0.25)
     assert "| ft_pruned |" in (tmp_path / "reports/comparison.md").read_text()
-    assert set(comparison["healing"]) >= {"gap_base", "gap_ft", "recovered_fraction", "recovered_fraction_ci"}
+    assert set(comparison["healing"]["all_answers"]) >= {"gap_base", "gap_ft", "recovered_fraction_ci"}
     for name in ("training", "quality", "qa", "efficiency", "layers"):
         png = (tmp_path / f"plots/{name}.png").read_bytes()
         assert png.startswith(b"\x89PNG") and len(png) > 10_000
@@ -281,3 +293,22 @@ def test_bca_intervals_sit_beside_and_can_be_shown():
     assert "(bca)" in text and "BCa intervals (bias-corrected and accelerated)" in text
     with pytest.raises(PrunetuneError, match=r"params.yaml: eval.ci_method must be one of percentile, bca"):
         EvalParams.parse({**yaml.safe_load((ROOT / "params.yaml").read_text())["eval"], "ci_method": "normal"})
+
+
+def test_recompare_reproduces_the_committed_report_from_the_predictions(tmp_path, capsys, monkeypatch):
+    write_fixture_workspace(tmp_path)
+    result = subprocess.run(stage_argv("compare", sys.executable), cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    monkeypatch.chdir(tmp_path)
+    main(["recompare"])
+    assert "recompare: every figure of reports/comparison.md recomputed from predictions/ agrees" in (
+        capsys.readouterr().out
+    )
+    # one published prediction changed: the recomputed intervals no longer match the committed report
+    rows = (tmp_path / "predictions/ft_pruned.jsonl").read_text().splitlines()
+    row = json.loads(rows[0])
+    row["scores"] = {name: 0.0 for name in row["scores"]}
+    (tmp_path / "predictions/ft_pruned.jsonl").write_text("\n".join([json.dumps(row), *rows[1:]]) + "\n")
+    with pytest.raises(SystemExit):
+        main(["recompare"])
+    assert "reports/comparison.md differs from its recomputation" in capsys.readouterr().err

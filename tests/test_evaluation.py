@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 import torch
@@ -7,14 +8,16 @@ from conftest import chat_examples
 from prunetune.chat import prompt_ids, tokenize_chat
 from prunetune.config import PrunetuneError
 from prunetune.data import article_id, parse_tags
-from prunetune.evaluation import evaluate, score_task
+from prunetune.evaluation import baseline_scores, evaluate, score_task
 from prunetune.generation import completion_nll, generate_greedy
 from prunetune.metrics import constant_tags_baseline
 from prunetune.qa import (
     HELD_OUT,
     evaluate_qa,
     letter_rows,
+    letter_token_ids,
     load_qa,
+    next_token_logprobs,
     question_messages,
     score_multiple_choice,
     split_membership,
@@ -72,6 +75,36 @@ def test_evaluate_scores_every_task_with_intervals(tiny_model):
     assert metrics["perplexity"] == pytest.approx(direct.item(), rel=1e-5)
     low, high = metrics["perplexity_ci"]
     assert low <= metrics["perplexity"] <= high
+    # what a model reading nothing scores, per example: the train majority type, the constant tag set
+    types = [r for r in rows if r["task"] == "type_classification"]
+    majority = counts["majority_label"]
+    assert [r["baseline_scores"]["accuracy"] for r in types] == [float(r["reference"] == majority) for r in types]
+    assert sum(r["baseline_scores"]["accuracy"] for r in types) / 3 == pytest.approx(2 / 3)
+    tag_rows = [r for r in rows if r["task"] == "tag_extraction"]
+    assert sum(r["baseline_scores"]["f1"] for r in tag_rows) / 3 == pytest.approx(best_f1)
+    assert all("baseline_scores" not in r for r in rows if r["task"] == "summarization")
+    # the article text each prompt shows, scored once and carried on each of the article's rows
+    first = next(e for e in examples)
+    ids = tokenizer(first["messages"][1]["content"].rsplit("\n\n", 1)[0])["input_ids"]
+    expected = completion_nll(model, [{"input_ids": ids, "labels": [-100] + ids[1:]}], 1)[0]
+    carried = {(r["text_nll_sum"], r["text_tokens"]) for r in rows if r["article_id"] == first["article_id"]}
+    assert len(carried) == 1 and next(iter(carried))[1] == len(ids) - 1
+    assert next(iter(carried))[0] == pytest.approx(expected[0], rel=1e-5)
+
+
+def test_baseline_scores_by_hand():
+    refs = ["Press Release", "Speech", "press release."]
+    assert baseline_scores("type_classification", refs, "Press Release", None) == [
+        {"accuracy": 1.0},
+        {"accuracy": 0.0},
+        {"accuracy": 1.0},  # normalized: case and a trailing period do not count
+    ]
+    # constant {A, B} against gold {A} -> 2*1/(2+1) = 2/3; against {C} -> 0
+    assert baseline_scores("tag_extraction", ["A", "C"], None, ["A", "B"]) == [
+        {"f1": pytest.approx(2 / 3)},
+        {"f1": 0.0},
+    ]
+    assert baseline_scores("summarization", ["x"], "Press Release", ["A"]) == [None]
 
 
 def test_empty_test_split_is_refused(tiny_model):
@@ -99,33 +132,40 @@ def write_qa(tmp_path, questions):
     return path
 
 
-def test_mc_ranking_picks_the_option_the_model_finds_most_likely(tiny_model, tmp_path):
+@torch.no_grad()
+def test_mc_question_is_one_forward_pass_over_its_letters(tiny_model, tmp_path):
     model, tokenizer = tiny_model
     options = ["battery plant", "motorsport race team", "art culture", "hydrogen"]
     question = {
         "id": "q",
-        "category": "multiple_choice",
         "question": "Which?",
         "options": options,
         "answer": options[0],
+        "context": "Munich. A plant.",
     }
-    records = evaluate_qa(model, tokenizer, load_qa(write_qa(tmp_path, [question])), QA_CFG)[1]
-    most_likely = max(range(4), key=lambda i: records[0]["option_logliks"][i])
-    for answer_index in range(4):
-        question["answer"] = options[answer_index]
-        record = evaluate_qa(model, tokenizer, load_qa(write_qa(tmp_path, [question])), QA_CFG)[1][0]
-        assert record["loglik_correct"] == (answer_index == most_likely)
+    loaded = load_qa(write_qa(tmp_path, [question]))
+    messages = question_messages(loaded[0])
+    assert messages[1]["content"].startswith("Munich. A plant.\n\nWhich?\nA) battery plant")  # open book
+    letters = letter_token_ids(tokenizer, messages, 4)
+    prompt = prompt_ids(tokenizer, messages)
+    # by hand: the model's next-token distribution after the prompt, read at the four letters' first tokens
+    direct = torch.log_softmax(model(torch.tensor([prompt])).logits[0, -1], dim=-1)[letters].tolist()
+    assert next_token_logprobs(model, [prompt, prompt[:-3]], [letters, letters], 2)[0] == pytest.approx(direct, 1e-5)
+    calls = []
+    hook = model.model.layers[0].register_forward_hook(lambda *args: calls.append(1))
+    record = evaluate_qa(model, tokenizer, loaded, QA_CFG)[1][0]
+    hook.remove()
+    assert len(calls) == 1  # one question, one forward pass (no generation, no per-option rows)
+    assert record["letter_logliks"] == pytest.approx(direct, 1e-5)
+    best = max(range(4), key=lambda i: direct[i])
+    assert record["correct"] == (best == 0) and record["picked"] == "ABCD"[best]
+    assert record["gold_avg_loglik"] == pytest.approx(direct[0], 1e-5)
 
 
-def test_letter_and_option_text_scoring_can_disagree():
-    # the model finds the option TEXT of A most likely as an answer (-3 vs -5, -6, -9), but given the listed
-    # options it answers with the letter B (-0.5 vs -2.0, ...): the headline follows the letter, which is what the
-    # prompt asks for
-    scored = score_multiple_choice([-2.0, -0.5, -3.0, -4.0], [-3.0, -5.0, -6.0, -9.0], [1, 5, 2, 3], gold=1)
-    assert scored["letter_correct"] is True
-    assert scored["loglik_correct"] is False  # summed option text picks A
-    assert scored["loglik_norm_correct"] is True  # per token: A -3.0, B -1.0, C -3.0, D -3.0 -> B
-    assert scored["gold_avg_loglik"] == pytest.approx(-1.0)  # B: -5.0 over 5 tokens
+def test_letter_scoring_picks_the_most_likely_letter():
+    scored = score_multiple_choice([-2.0, -0.5, -3.0, -4.0], gold=1)
+    assert scored["letter_correct"] is True and scored["picked"] == "B" and scored["gold_avg_loglik"] == -0.5
+    assert score_multiple_choice([-2.0, -0.5, -3.0, -4.0], gold=0)["letter_correct"] is False
 
 
 def test_letter_rows_score_only_the_letter(tiny_model):
@@ -155,13 +195,34 @@ def test_qa_headline_is_the_letter_and_held_out(tiny_model, tmp_path):
     assert mc["correct"] == mc["letter_correct"]
     best_letter = max(range(4), key=lambda i: mc["letter_logliks"][i])
     assert mc["letter_correct"] == (best_letter == 0)
+    assert "generated" in records[1] and "generated" not in mc  # generation only for factual questions
     assert [r["split"] for r in records] == ["test", "train", "unknown"]
     assert [r["in_headline"] for r in records] == [True, False, False]
     # the headline is the one held-out question; accuracy_all covers all three
     assert metrics["n_headline"] == 1 and metrics["headline_set"].startswith("held_out")
     assert metrics["accuracy"] == float(mc["correct"])
     assert metrics["n"] == 3 and set(metrics["by_split"]) == {"test", "train", "unknown"}
-    assert "LETTER" in metrics["scoring"]["accuracy"] and "TEXT" in metrics["scoring"]["mc_loglik_accuracy"]
+    assert "LETTER" in metrics["scoring"]["accuracy"] and metrics["chance"] == 0.25
+
+
+def test_qa_headline_has_an_exact_interval_and_a_test_against_chance():
+    # 0 of 8 four-option questions right: the bootstrap gives [0, 0]; Clopper-Pearson's upper end solves
+    # (1 - p)^8 = 0.025, p = 1 - 0.025^(1/8) = 0.3694; against chance 0.25 the exact two-sided p sums every
+    # outcome no likelier than P(0) = 0.75^8 = 0.1001: P(0) + P(4..8) = 0.1001 + 0.1138 = 0.2139
+    records = [
+        {"id": str(i), "category": "multiple_choice", "difficulty": "date", "split": "test", "correct": False}
+        for i in range(8)
+    ]
+    for record in records:
+        record.update(letter_correct=False, gold_avg_loglik=-1.0, n_options=4)
+    metrics = summarize_qa(records, QA_CFG)
+    assert metrics["accuracy"] == 0.0 and metrics["accuracy_ci"] == [0.0, 0.0]
+    assert metrics["accuracy_ci_exact"] == pytest.approx([0.0, 1 - 0.025 ** (1 / 8)])
+    tail = sum(math.comb(8, k) * 0.25**k * 0.75 ** (8 - k) for k in range(4, 9))
+    assert metrics["p_vs_chance"] == pytest.approx(0.75**8 + tail) and metrics["p_vs_chance"] == pytest.approx(
+        0.2139, abs=1e-4
+    )
+    assert metrics["chance"] == 0.25
 
 
 def test_qa_headline_falls_back_to_all_questions_when_none_is_held_out():
@@ -214,6 +275,16 @@ def test_option_letters_and_mappings_are_understood(tmp_path):
     question = {"id": 1, "question": "Which?", "options": {"A": "x", "B": "y"}, "answer": "B"}
     loaded = load_qa(write_qa(tmp_path, [question]))[0]
     assert loaded["options"] == ["x", "y"] and loaded["answer_index"] == 1 and loaded["category"] == "multiple_choice"
+
+
+def test_heldout_qa_set_is_open_book_four_option_and_large():
+    questions = load_qa("data/sample/qa_heldout.json")
+    assert len(questions) >= 200  # a +-0.06 binomial interval
+    assert all(q["category"] == "multiple_choice" and len(q["options"]) == 4 and q["context"] for q in questions)
+    articles = {article_id(json.loads(line)) for line in open("data/sample/articles.jsonl", encoding="utf-8")}
+    assert all(q["article_id"] in articles for q in questions)
+    positions = [q["answer_index"] for q in questions]
+    assert max(positions.count(i) for i in range(4)) - min(positions.count(i) for i in range(4)) <= 1
 
 
 def test_sample_qa_set_loads():

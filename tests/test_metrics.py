@@ -27,15 +27,21 @@ from prunetune.metrics import (
     tag_scores,
 )
 from prunetune.stats import (
+    binomial_test,
     bootstrap,
     bootstrap_ci,
     bootstrap_p_value,
+    clopper_pearson,
+    fieller,
     holm,
     mean_ci,
+    p_floor,
     paired_bootstrap_diff,
     paired_bootstrap_stat,
     perplexity,
     perplexity_ci,
+    ratio_bootstrap,
+    t_interval,
 )
 
 # ---------------------------------------------------------------- ROUGE
@@ -258,11 +264,63 @@ def test_bootstrap_gives_percentile_and_bca_from_the_same_resamples():
 
 
 def test_bootstrap_p_value():
-    # 2·min(P(d <= 0), P(d >= 0)): 3 of 10 at or below zero, 7 at or above -> 2 * 0.3 = 0.6
-    assert bootstrap_p_value([-2, -1, 0, 1, 2, 3, 4, 5, 6, 7]) == pytest.approx(0.6)
-    # all 999 resamples above zero: 0, floored at 1/(999+1) = 0.001
-    assert bootstrap_p_value(np.ones(999)) == pytest.approx(0.001)
-    assert bootstrap_p_value(np.zeros(5)) == 1.0  # no difference at all: 2 * 1, capped at 1
+    # each side (k + 1) / (B + 1): 3 of 10 at or below zero -> 4/11, 8 at or above -> 9/11; 2 * 4/11 = 0.727
+    assert bootstrap_p_value([-2, -1, 0, 1, 2, 3, 4, 5, 6, 7]) == pytest.approx(8 / 11)
+    # all 999 resamples above zero: 2 * (0 + 1) / (999 + 1) = 0.002, the two-sided floor 2/(B+1)
+    assert bootstrap_p_value(np.ones(999)) == pytest.approx(0.002) == p_floor(999)
+    assert bootstrap_p_value(np.zeros(5)) == 1.0  # no difference at all: 2 * 6/6, capped at 1
+    # one resample across zero of 10,000: 2 * 2/10001 = 0.0004, still under Holm's 0.05/11 = 0.0045
+    assert bootstrap_p_value([-1.0] + [1.0] * 9999) == pytest.approx(4 / 10001)
+
+
+def test_clopper_pearson_and_binomial_test_by_hand():
+    # 0 of 8: the upper end solves (1 - p)^8 = 0.025 -> 1 - 0.025^(1/8) = 0.3694 (the issue's [0, 0.37])
+    assert clopper_pearson(0, 8) == pytest.approx([0.0, 1 - 0.025 ** (1 / 8)])
+    # 8 of 8 mirrors it; 4 of 8 is symmetric about 0.5
+    assert clopper_pearson(8, 8) == pytest.approx([0.025 ** (1 / 8), 1.0])
+    low, high = clopper_pearson(4, 8)
+    assert low == pytest.approx(1 - high) and low == pytest.approx(0.1570, abs=1e-4)
+    # 2 of 2 against chance 1/2: P(2) = 1/4, and P(0) = 1/4 is as unlikely: p = 0.5
+    assert binomial_test(2, 2, 0.5) == pytest.approx(0.5)
+    with pytest.raises(PrunetuneError, match="binomial interval"):
+        clopper_pearson(3, 2)
+
+
+def test_t_interval_over_seeds_by_hand():
+    # values 1, 2, 3: mean 2, sd 1, t(2, 0.975) = 4.3027 -> 2 ± 4.3027 / sqrt(3) = 2 ± 2.4842
+    mean, (low, high) = t_interval([1.0, 2.0, 3.0])
+    assert mean == 2.0 and low == pytest.approx(2 - 2.48414, abs=1e-4) and high == pytest.approx(2 + 2.48414, abs=1e-4)
+    # the fine-tuned perplexity gaps +1.5, +1.8, +3.0: all positive, and the t-interval is too
+    assert t_interval([1.508, 1.804, 3.002])[1][0] > 0
+    with pytest.raises(PrunetuneError, match="at least 2"):
+        t_interval([1.0])
+
+
+def test_fieller_by_hand():
+    # no noise: the ratio 4/10 exactly
+    assert fieller(4.0, 10.0, np.zeros((2, 2))) == pytest.approx([0.4, 0.4])
+    # only the denominator noisy (Vbb = 1): (4 - 10r)^2 = 1.96^2 r^2 -> r = 4 / (10 ± 1.96) = 0.3344, 0.4975
+    z = 1.959964
+    assert fieller(4.0, 10.0, np.array([[0.0, 0.0], [0.0, 1.0]])) == pytest.approx([4 / (10 + z), 4 / (10 - z)])
+    # a denominator within 1.96 standard errors of zero: the set is unbounded, no interval
+    assert fieller(4.0, 1.0, np.array([[0.0, 0.0], [0.0, 1.0]])) is None
+
+
+def test_ratio_bootstrap_matches_the_means_and_ratios_it_stands_for():
+    # a paired difference of means is one ratio bootstrap: mean([1,0,1,1]) - mean([0,0,1,0]) = 0.5
+    ones = np.ones(4)
+    result = ratio_bootstrap([(1.0, [1, 0, 1, 1], ones), (-1.0, [0, 0, 1, 0], ones)], n_resamples=3000)
+    assert result.value == pytest.approx(0.5) and len(result.distribution) == 3000 and result.units == 4
+    # per-example differences 1, 0, 0, 1: every resample's mean is a multiple of 1/4 in [0, 1]
+    assert set(np.round(result.distribution * 4, 9)) <= {0.0, 1.0, 2.0, 3.0, 4.0}
+    # a ratio of sums over two clusters of per-token NLL 1.5 and 2 (a: 2+4 over 1+3; b: 6 over 3): every resample
+    # is 1.5 (a, a), 2 (b, b) or 12/7 (a, b): the interval spans [1.5, 2]
+    clustered = ratio_bootstrap([(1.0, [2.0, 4.0, 6.0], [1, 3, 3])], 2000, clusters=["a", "a", "b"])
+    assert clustered.value == pytest.approx(12 / 7) and clustered.percentile == pytest.approx([1.5, 2.0])
+    assert set(np.round(clustered.distribution, 9)) == {1.5, 2.0, round(12 / 7, 9)}
+    # the same seed and unit count draw the same resamples for any statistic: the distributions pair up
+    again = ratio_bootstrap([(1.0, [1.0, 2.0, 3.0], [1, 1, 1])], 2000, clusters=["a", "a", "b"])
+    assert np.array_equal(np.isclose(clustered.distribution, 1.5), np.isclose(again.distribution, 1.5))
 
 
 def test_holm_on_three_p_values():
@@ -289,7 +347,7 @@ def test_paired_bootstrap_diff():
     assert paired_bootstrap_diff([1, 0, 1, 1], [0, 0, 1, 0])["diff"] == pytest.approx(0.5)
     better = paired_bootstrap_diff([1.0] * 45 + [0.0] * 5, [1.0] * 5 + [0.0] * 45)
     assert better["diff"] == pytest.approx(0.8) and better["excludes_zero"]  # 0.9 - 0.1
-    assert better["p_value"] == pytest.approx(1 / 1001)  # no resample at or below zero: the floor
+    assert better["p_value"] == pytest.approx(2 / 1001)  # no resample at or below zero: the floor 2/(B+1)
     assert better["ci"][0] <= 0.8 <= better["ci"][1]
     with pytest.raises(PrunetuneError, match="same examples"):
         paired_bootstrap_diff([1.0], [1.0, 0.0])

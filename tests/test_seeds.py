@@ -4,7 +4,7 @@ import pytest
 
 from prunetune.cli import main
 from prunetune.config import PrunetuneError
-from prunetune.seeds import _with_intervals, pool_differences, seed_report, seed_runs
+from prunetune.seeds import _with_intervals, pool_differences, read_comparisons, seed_report, seed_runs
 
 
 def state(rev, name, differences):
@@ -44,7 +44,8 @@ def test_pool_by_hand():
     tag = rows[("ft_full-base_full", "tag_f1")]
     assert tag["mean"] == pytest.approx(0.25)
     assert tag["seed_sd"] == pytest.approx(0.05)  # sample sd of 0.30, 0.20, 0.25
-    assert tag["mean_ci"] == pytest.approx([0.4 / 3, 1.1 / 3])
+    # t-interval over the three seeds: 0.25 ± t(2, 0.975) · 0.05 / sqrt(3) = 0.25 ± 4.3027 · 0.028868 = ± 0.1242
+    assert tag["t_ci"] == pytest.approx([0.25 - 0.124208, 0.25 + 0.124208], abs=1e-5)
     assert (tag["same_sign"], tag["significant"]) == (3, 3)
     ppl = rows[("ft_full-base_full", "perplexity")]
     assert ppl["mean"] == pytest.approx(4.0)
@@ -55,9 +56,24 @@ def test_pool_by_hand():
 def test_report_files_and_verdicts(tmp_path):
     paths = seed_report(fake_exp_show(), tmp_path)
     table = paths["markdown"].read_text()
-    assert "| ft_full − base_full | tag_f1 | +0.3 | +0.2 | +0.25 | +0.25 | 0.05 |" in table
-    assert "+ in all 3" in table and "mixed (1/3 significant)" in table
+    assert "| ft_full − base_full | tag_f1 | +0.3 | +0.2 | +0.25 | +0.25 | [+0.1258, +0.3742] | 0.05 |" in table
+    assert "+ (t-interval excludes 0); 3/3 seeds significant" in table
+    # perplexity 5, 9, -2: mean 4, sd 5.568, t-interval 4 ± 13.83 spans zero whatever one seed said
+    assert "not detected; 1/3 seeds significant" in table
     assert json.loads(paths["json"].read_text())["experiments"] == ["seed-1", "seed-2", "seed-3"]
+    # each run's comparison is committed beside the table, and the table recomputes from those files alone
+    assert json.loads((tmp_path / "seed-2" / "comparison.json").read_text())["differences"]["ft_full-base_full"]
+    again = seed_report(None, tmp_path / "again", runs=read_comparisons(tmp_path))
+    assert again["markdown"].read_text() == table
+
+
+def test_cli_pools_committed_comparisons(tmp_path, capsys):
+    seed_report(fake_exp_show(), tmp_path)
+    main(["seed-report", "--comparisons", str(tmp_path), "--out", str(tmp_path / "out")])
+    assert (tmp_path / "out" / "seeds.md").read_text() == (tmp_path / "seeds.md").read_text()
+    with pytest.raises(SystemExit):
+        main(["seed-report", "--comparisons", str(tmp_path / "empty"), "--out", str(tmp_path / "x")])
+    assert "holds 0 NAME/comparison.json; pooling needs at least 2" in capsys.readouterr().err
 
 
 def test_named_experiments_and_errors(tmp_path):
