@@ -287,13 +287,16 @@ class PruneParams(Section):
             if len(set(self.indices)) != len(self.indices):
                 raise Invalid("indices", f"lists a layer twice: {list(self.indices)}")
 
-    def check_layers(self, num_layers: int, file: str = PARAMS_FILE) -> None:
-        """What needs the model's layer count: run before the model is loaded or measured."""
+    def check_sweep(self, num_layers: int, file: str = PARAMS_FILE) -> None:
+        """The prune_sweep stage's depths against the model's layer count."""
         if max(self.sweep_depths) >= num_layers:
             raise PrunetuneError(
                 f"{file}: prune.sweep_depths must stay below the model's {num_layers} layers, "
                 f"got {list(self.sweep_depths)}"
             )
+
+    def check_layers(self, num_layers: int, file: str = PARAMS_FILE) -> None:
+        """What needs the model's layer count: run before the model is loaded or measured."""
         if self.method in ("tail", *MEASURED_METHODS) and self.n_layers >= num_layers:
             raise PrunetuneError(
                 f"{file}: prune.n_layers must be below the model's {num_layers} layers (removing every layer leaves "

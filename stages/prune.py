@@ -2,8 +2,8 @@
 
     python stages/prune.py BASE_DIR TRAIN_SPLIT SWEEP OUT_DIR METRICS
 
-Calibration texts come from the train split only; prune.method val_sweep takes the depth and criterion that the
-prune_sweep stage chose on the val split (SWEEP, metrics/prune_sweep.json).
+Calibration texts come from the train split only; with prune.method SWEEP_METHOD the depth and criterion are the
+prune_sweep stage's choice (SWEEP, metrics/prune_sweep.json).
 """
 
 import dataclasses
@@ -28,8 +28,8 @@ def main() -> None:
         Path, stage_args("BASE_DIR", "TRAIN_SPLIT", "SWEEP", "OUT_DIR", "METRICS")
     )
     cfg = load_section(PruneParams)
-    chosen_on_val = cfg.method == SWEEP_METHOD
-    if chosen_on_val:
+    chosen_by_sweep = cfg.method == SWEEP_METHOD
+    if chosen_by_sweep:
         chosen = read_json(sweep_file)["chosen"]
         cfg = dataclasses.replace(cfg, method=chosen["method"], n_layers=chosen["n_layers"])
     check_causal_lm_dir(base_dir, param=str(base_dir))
@@ -46,7 +46,7 @@ def main() -> None:
     save_model(model, tokenizer, out_dir, {**read_meta(base_dir), "removed_layers": removed_layers})
     metrics = {
         "method": cfg.method,
-        "chosen_on_val": chosen_on_val,
+        "chosen_by_sweep": chosen_by_sweep,
         "removed_layers": removed_layers,
         "layers_before": layers_before,
         "layers_after": layers_before - len(removed_layers),

@@ -23,7 +23,7 @@ def main() -> None:
     date_string = load_section(DataParams).chat_date
     texts = calibration_texts(read_jsonl(train_split), prune_cfg)
     model, tokenizer = load_model(base_dir, param=str(base_dir))
-    prune_cfg.check_layers(model.config.num_hidden_layers)
+    prune_cfg.check_sweep(model.config.num_hidden_layers)
     stats = measure_layers(model, tokenizer, texts, prune_cfg.calibration_max_tokens, prune_cfg.calibration_batch_size)
     sweep = run_sweep(model, tokenizer, stats, read_jsonl(val_split), prune_cfg, eval_cfg, date_string)
     write_json(metrics_file, sweep)

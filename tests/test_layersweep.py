@@ -79,7 +79,7 @@ def test_sweep_scores_every_candidate_against_a_direct_computation(tiny_model):
 
 def test_sweep_depths_must_leave_a_layer():
     with pytest.raises(PrunetuneError, match=r"prune.sweep_depths must stay below the model's 4 layers, got \[1, 4\]"):
-        PruneParams.parse(PRUNE | {"sweep_depths": [1, 4]}).check_layers(4)
+        PruneParams.parse(PRUNE | {"sweep_depths": [1, 4]}).check_sweep(4)
 
 
 def test_unknown_sweep_criterion_is_named():

@@ -77,7 +77,7 @@ def test_repro_runs_every_stage_and_writes_the_outputs(repo):
         assert set(metrics) >= {"summarization", "title_generation", "tag_extraction", "type_classification"}
         assert metrics["efficiency"]["layers"] == (15 if "pruned" in variant else 16)
         assert len((path / f"predictions/{variant}.jsonl").read_text().splitlines()) == 160
-        assert json.loads((path / f"metrics/qa/{variant}.json").read_text())["n"] == 26
+        assert json.loads((path / f"metrics/qa/{variant}.json").read_text())["n"] == 221
     for pair in ("base", "ft"):
         speed = json.loads((path / f"metrics/speed/{pair}.json").read_text())
         assert (speed["layers_full"], speed["layers_pruned"]) == (16, 15) and speed["ideal_speedup"] > 1

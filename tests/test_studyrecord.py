@@ -1,5 +1,7 @@
 import json
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -44,7 +46,8 @@ def test_record_copies_an_experiment_commit(tmp_path):
         subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
 
     git("init", "-q")
-    subprocess.run(["dvc", "init", "-q"], cwd=tmp_path, check=True)
+    dvc = str(Path(sys.executable).parent / "dvc")  # the venv's, whatever PATH holds
+    subprocess.run([dvc, "init", "-q"], cwd=tmp_path, check=True)
     write(tmp_path / "params.yaml", "train:\n  seed: 1\n")
     write(tmp_path / "dvc.lock", "schema: '2.0'\nstages: {}\n")
     write(tmp_path / "data/processed/report.json", {"lines": 3})
@@ -108,6 +111,9 @@ def block(text: str, start: str, end: str) -> list[str]:
 
 
 def test_readme_headline_and_benchmarks_section_are_generated_from_the_committed_reports(monkeypatch):
+    from conftest import ROOT
+
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))  # readme_tables imports speed_figures beside it
     tables, root = load_readme_tables()
     monkeypatch.chdir(root)
     readme, benchmarks = (root / "README.md").read_text(), (root / "BENCHMARKS.md").read_text()
