@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from prunetune.layersweep import log_ppl
 from prunetune.stats import bootstrap
 
 VARIANTS = ("base_full", "base_pruned", "ft_full", "ft_pruned")
@@ -36,17 +37,13 @@ def load_nll(record: Path) -> tuple[list[str], dict[str, np.ndarray]]:
     return [article for article, _ in keys], columns
 
 
-def _log_ppl(scores: np.ndarray, index: np.ndarray) -> float:
-    return float(scores[index, 0].sum() / scores[index, 1].sum())
-
-
 def healing_figures(record: Path, n_resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
     """cost (base_pruned - base_full), remaining (ft_pruned - ft_full) and recovered (1 - remaining / cost), each
     with its 95% percentile interval from one cluster bootstrap over test articles."""
     articles, nll = load_nll(record)
 
     def gap(pruned: str, full: str):
-        return lambda idx: _log_ppl(nll[pruned], idx) - _log_ppl(nll[full], idx)
+        return lambda idx: log_ppl(nll[pruned], idx) - log_ppl(nll[full], idx)
 
     statistics = {
         "cost": gap("base_pruned", "base_full"),

@@ -192,3 +192,20 @@ def padded_batch(rows):
     labels = torch.tensor([lab + [IGNORE_INDEX] * (length - len(lab)) for lab in rows["labels"]])
     attention_mask = (torch.arange(length) < torch.tensor([[len(ids)] for ids in rows["input_ids"]])).long()
     return input_ids, attention_mask, labels
+
+
+def run_finetune(model_dir, tmp_path, name="run", lora=None, train=None, examples=None):
+    """A tiny LoRA fine-tune of model_dir on chat_examples, into tmp_path/name/{model,metrics,scratch}."""
+    from prunetune.training import finetune
+
+    examples = examples or chat_examples(6)
+    return finetune(
+        model_dir=model_dir,
+        lora_cfg={**LORA_TEST_CFG, **(lora or {})},
+        train_cfg={**TRAIN_TEST_CFG, **(train or {})},
+        train_examples=examples[:16],
+        val_examples=examples[16:],
+        out_dir=tmp_path / name / "model",
+        metrics_dir=tmp_path / name / "metrics",
+        scratch_dir=tmp_path / name / "scratch",
+    )

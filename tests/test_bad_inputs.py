@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import LORA_TEST_CFG, TRAIN_TEST_CFG, chat_examples, data_cfg, make_article, write_corpus
+from conftest import data_cfg, make_article, write_corpus
+from conftest import run_finetune as finetune_into
 
 from prunetune.config import PrunetuneError
 
@@ -155,19 +156,7 @@ def test_collect_still_cuts_a_torn_article_line(tmp_path):
 
 
 def run_finetune(model_dir, run_dir, train=None, lora=None, examples=None):
-    from prunetune.training import finetune
-
-    examples = examples or chat_examples(6)
-    return finetune(
-        model_dir=model_dir,
-        lora_cfg={**LORA_TEST_CFG, **(lora or {})},
-        train_cfg={**TRAIN_TEST_CFG, **(train or {})},
-        train_examples=examples[:16],
-        val_examples=examples[16:],
-        out_dir=run_dir / "model",
-        metrics_dir=run_dir / "metrics",
-        scratch_dir=run_dir / "scratch",
-    )
+    return finetune_into(model_dir, run_dir.parent, run_dir.name, lora=lora, train=train, examples=examples)
 
 
 def killed_at(step, monkeypatch, run):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import LORA_TEST_CFG, TRAIN_TEST_CFG, chat_examples, padded_batch
+from conftest import LORA_TEST_CFG, TRAIN_TEST_CFG, chat_examples, padded_batch, run_finetune
 from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, ViTConfig
@@ -19,20 +19,6 @@ from prunetune.trainers import ENTROPY, HIT, NLL, HealingTrainer, answer_hidden_
 from prunetune.training import build_dataset, finetune
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def run_finetune(model_dir, tmp_path, name="run", lora=None, train=None, examples=None):
-    examples = examples or chat_examples(6)
-    return finetune(
-        model_dir=model_dir,
-        lora_cfg={**LORA_TEST_CFG, **(lora or {})},
-        train_cfg={**TRAIN_TEST_CFG, **(train or {})},
-        train_examples=examples[:16],
-        val_examples=examples[16:],
-        out_dir=tmp_path / name / "model",
-        metrics_dir=tmp_path / name / "metrics",
-        scratch_dir=tmp_path / name / "scratch",
-    )
 
 
 # ---------------------------------------------------------------- label mask and data
